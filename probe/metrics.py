@@ -1,0 +1,49 @@
+"""The numbers every module reports: embedding closeness and pixel change, per sample."""
+import torch
+
+Tensor = torch.Tensor
+
+
+def _flat(x: Tensor) -> Tensor:
+    return x.reshape(x.shape[0], -1).float()
+
+
+def cosine(a: Tensor, b: Tensor) -> Tensor:
+    """Cosine similarity of each row of a with the same row of b, shape (N,)."""
+    return torch.nn.functional.cosine_similarity(_flat(a), _flat(b), dim=1, eps=1e-12)
+
+
+def l2(a: Tensor, b: Tensor) -> Tensor:
+    """Euclidean distance per sample, shape (N,)."""
+    return (_flat(a) - _flat(b)).norm(dim=1)
+
+
+def squared_l2(a: Tensor, b: Tensor) -> Tensor:
+    """Squared Euclidean distance per sample (the paper's stopping quantity), shape (N,)."""
+    return (_flat(a) - _flat(b)).pow(2).sum(dim=1)
+
+
+def linf(a: Tensor, b: Tensor) -> Tensor:
+    """Largest absolute element difference per sample, shape (N,)."""
+    return (_flat(a) - _flat(b)).abs().amax(dim=1)
+
+
+def mean_abs(a: Tensor, b: Tensor) -> Tensor:
+    """Mean absolute element difference per sample, shape (N,)."""
+    return (_flat(a) - _flat(b)).abs().mean(dim=1)
+
+
+def psnr(a: Tensor, b: Tensor, peak: float = 1.0) -> Tensor:
+    """Peak signal-to-noise ratio in dB per sample for images in [0, peak]; inf for identical images."""
+    mse = (_flat(a) - _flat(b)).pow(2).mean(dim=1)
+    return 10.0 * torch.log10(peak**2 / mse)
+
+
+def pixel_change(x: Tensor, x0: Tensor) -> dict[str, Tensor]:
+    """How far pixels x moved from x0 ([0,1] images, same size): L-inf, L2, mean-abs, PSNR."""
+    return {
+        "linf_pixel": linf(x, x0),
+        "l2_pixel": l2(x, x0),
+        "mean_abs_pixel": mean_abs(x, x0),
+        "psnr_db": psnr(x, x0),
+    }

@@ -1,0 +1,260 @@
+"""Matplotlib figure builders shared by the CLI, repro and the app.
+Every builder returns (figure, data): the numbers behind the picture, saved as JSON beside the PNG
+by `probe.results.save_figure`."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+# --- zero-shot matrices, systematic evaluation, PCA projections (probe.zeroshot, .evaluate, .projection)
+
+
+def _annotated_heatmap(ax, values, rows, cols, vmin: float, vmax: float, cmap: str, fmt: str):
+    """A matrix with each cell's value written in it; NaN cells grey with a dash. Returns the image."""
+    array = np.asarray(values, dtype=float)
+    colormap = plt.get_cmap(cmap).copy()
+    colormap.set_bad("#dddddd")
+    image = ax.imshow(np.ma.masked_invalid(array), cmap=colormap, vmin=vmin, vmax=vmax, aspect="auto")
+    size = max(5.0, min(10.0, 100.0 / max(array.shape)))
+    for (i, j), value in np.ndenumerate(array):
+        dark = not np.isnan(value) and (value - vmin) / (vmax - vmin) > 0.6
+        ax.text(j, i, "-" if np.isnan(value) else fmt.format(value), ha="center", va="center",
+                fontsize=size, color="white" if dark else "black")
+    ax.set_xticks(range(len(cols)), cols, rotation=40, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    return image
+
+
+def _matrix_size(n_rows: int, n_cols: int) -> tuple[float, float]:
+    return min(3.0 + 0.75 * n_cols, 18.0), min(1.8 + 0.45 * n_rows, 16.0)
+
+
+def vision_text_figure(probabilities, image_labels, class_labels, title: str = "vision x text probabilities"):
+    """The paper's zero-shot matrix (Fig 1 d/h): rows images, columns class texts, each row sums to 1.
+    Each row's most probable class is outlined."""
+    from matplotlib.patches import Rectangle
+
+    probs = np.asarray(probabilities, dtype=float)
+    fig, ax = plt.subplots(figsize=_matrix_size(*probs.shape))
+    image = _annotated_heatmap(ax, probs, image_labels, class_labels, 0.0, 1.0, "Blues", "{:.2f}")
+    for i, j in enumerate(probs.argmax(axis=1)):
+        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="crimson", linewidth=2))
+    ax.set_xlabel("class text")
+    ax.set_ylabel("image")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, label="probability", fraction=0.046, pad=0.04)
+    data = {"title": title, "images": list(image_labels), "classes": list(class_labels),
+            "probabilities": probs.tolist(),
+            "predictions": [class_labels[j] for j in probs.argmax(axis=1)]}
+    return fig, data
+
+
+def success_matrix_figure(success, source_labels, target_labels,
+                          title: str = "systematic evaluation: matched image classified as the target's class"):
+    """N x N success matrix of the systematic evaluation: 1 = source i matched to target j is classified
+    as j's class, 0 = not, grey = not run (same image or same class)."""
+    matrix = np.asarray(success, dtype=float)
+    rate = float(np.nanmean(matrix)) if np.isfinite(matrix).any() else float("nan")
+    fig, ax = plt.subplots(figsize=_matrix_size(*matrix.shape))
+    image = _annotated_heatmap(ax, matrix, source_labels, target_labels, 0.0, 1.0, "Greens", "{:.0f}")
+    ax.set_xlabel("target image")
+    ax.set_ylabel("source image")
+    ax.set_title(f"{title}\nsuccess rate {rate:.1%} over {int(np.isfinite(matrix).sum())} pairs")
+    fig.colorbar(image, ax=ax, label="success", fraction=0.046, pad=0.04)
+    data = {"title": title, "sources": list(source_labels), "targets": list(target_labels),
+            "success_matrix": [[None if np.isnan(v) else v for v in row] for row in matrix.tolist()],
+            "success_rate": rate}
+    return fig, data
+
+
+def _as_hwc(image) -> np.ndarray:
+    array = np.asarray(image, dtype=float)
+    return array.transpose(1, 2, 0) if array.ndim == 3 and array.shape[0] == 3 else array
+
+
+def pca_bars_figure(coefficients, titles, images=None, explained=None,
+                    title: str = "first principal-component coefficients (PCA on a reference set)"):
+    """Fig 1 style: one column per image (optional picture on top), bars of its first k PCA
+    coefficients below, on a shared y scale so look-alikes with different embeddings stand out."""
+    coeffs = np.asarray(coefficients, dtype=float)
+    n, k = coeffs.shape
+    rows = 2 if images is not None else 1
+    fig, axes = plt.subplots(rows, n, figsize=(2.4 * n + 0.6, 2.6 * rows + 0.4), squeeze=False)
+    limit = float(np.abs(coeffs).max()) * 1.1 or 1.0
+    names = [f"PC{c + 1}" for c in range(k)]
+    for col in range(n):
+        if images is not None:
+            axes[0, col].imshow(np.clip(_as_hwc(images[col]), 0, 1))
+            axes[0, col].axis("off")
+            axes[0, col].set_title(titles[col], fontsize=9)
+        bars = axes[-1, col]
+        bars.bar(names, coeffs[col], color=["tab:blue" if v >= 0 else "tab:orange" for v in coeffs[col]])
+        bars.axhline(0, color="black", linewidth=0.6)
+        bars.set_ylim(-limit, limit)
+        bars.tick_params(axis="x", labelsize=7)
+        if images is None:
+            bars.set_title(titles[col], fontsize=9)
+        if col == 0:
+            bars.set_ylabel("coefficient")
+    fig.suptitle(title)
+    fig.tight_layout()
+    data = {"title": title, "titles": list(titles), "components": names, "coefficients": coeffs.tolist(),
+            "explained_variance_ratio": None if explained is None else np.asarray(explained, dtype=float).tolist()}
+    return fig, data
+
+
+def pca_scatter_figure(sources, targets, matched, target_of, labels=None, explained=None,
+                       title: str = "embeddings on the first two principal components"):
+    """2-D PCA view: an arrow from each source to its matched image, a dotted line on to the target
+    it was matched to (`target_of[i]` indexes `targets`). Points are (x, y) coefficient pairs."""
+    src, tgt, mat = (np.asarray(a, dtype=float)[:, :2] for a in (sources, targets, matched))
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    for i, j in enumerate(target_of):
+        ax.annotate("", xy=mat[i], xytext=src[i],
+                    arrowprops={"arrowstyle": "->", "color": "gray", "linewidth": 1.0})
+        ax.plot([mat[i, 0], tgt[j, 0]], [mat[i, 1], tgt[j, 1]], ":", color="tab:red", linewidth=0.8)
+    ax.scatter(src[:, 0], src[:, 1], marker="o", color="tab:blue", label="source", zorder=3)
+    ax.scatter(tgt[:, 0], tgt[:, 1], marker="*", s=140, color="tab:red", label="target", zorder=3)
+    ax.scatter(mat[:, 0], mat[:, 1], marker="x", color="tab:green", label="matched", zorder=4)
+    for i, text in enumerate(labels or []):
+        ax.annotate(text, src[i], textcoords="offset points", xytext=(4, 4), fontsize=8)
+    share = [] if explained is None else np.asarray(explained, dtype=float).tolist()
+    ax.set_xlabel("PC1" + (f" ({share[0]:.0%} of variance)" if share else ""))
+    ax.set_ylabel("PC2" + (f" ({share[1]:.0%} of variance)" if len(share) > 1 else ""))
+    ax.set_title(title)
+    ax.legend(loc="best")
+    data = {"title": title, "sources": src.tolist(), "targets": tgt.tolist(), "matched": mat.tolist(),
+            "target_of": [int(j) for j in target_of], "labels": list(labels or []), "explained_variance_ratio": share}
+    return fig, data
+
+
+# --- Jacobian spectra and directional Lipschitz estimates (probe.geometry; the paper's Figs 3 and 4)
+
+FAMILY_COLORS = {"singular": "tab:blue", "gaussian": "tab:green", "nullspace": "tab:purple",
+                 "optimized": "tab:red", "displacement": "tab:orange"}
+FAMILY_LABELS = {"singular": "right singular vectors", "gaussian": "random Gaussian",
+                 "nullspace": "Gaussian in the null space", "optimized": "gradient-optimised",
+                 "displacement": "matching displacement"}
+
+
+def _family_color(name: str) -> str:
+    return FAMILY_COLORS.get(name, "tab:gray")
+
+
+def _plot_spectrum(ax, sigma: np.ndarray, tol: float | None, space: str) -> None:
+    index = np.arange(1, len(sigma) + 1)
+    ax.semilogy(index, np.maximum(sigma, 1e-300), ".-", color="tab:blue", markersize=3, linewidth=0.8)
+    if tol:
+        ax.axhline(tol, color="gray", linestyle=":", linewidth=1,
+                   label=f"rank tolerance {tol:.2g} (rank {int((sigma > tol).sum())})")
+        ax.legend(loc="lower left", fontsize=8)
+    ax.set_xlabel("index i (singular values sorted, largest first)")
+    ax.set_ylabel(f"singular value $\\sigma_i$\n(embedding norm per unit {space} L2)")
+    ax.grid(True, which="major", alpha=0.3)
+
+
+def singular_values_figure(singular_values, tol: float | None = None, space: str = "normalized",
+                           title: str = "singular values of the Jacobian of the embedding"):
+    """All singular values of J = d embedding / d input at one image, sorted, log scale (Fig 3 top)."""
+    sigma = np.asarray(singular_values, dtype=float)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    _plot_spectrum(ax, sigma, tol, space)
+    ax.set_title(f"{title}\n({space} input space, m = {len(sigma)}; after arXiv:2401.15568 Fig 3)")
+    return fig, {"title": title, "space": space, "singular_values": sigma.tolist(), "tol": tol}
+
+
+def singular_lipschitz_figure(singular_values, estimates, eps: float, tol: float | None = None,
+                              space: str = "normalized",
+                              title: str = "Jacobian spectrum and Lipschitz estimates along singular vectors"):
+    """Fig 3 style, two panels: (top) all singular values; (bottom) estimates
+    ||f(x + eps v_i) - f(x)|| / eps along the top right singular vectors v_i next to sigma_i."""
+    sigma = np.asarray(singular_values, dtype=float)
+    est = np.asarray(estimates, dtype=float)
+    index = np.arange(1, len(est) + 1)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 7), constrained_layout=True)
+    _plot_spectrum(top, sigma, tol, space)
+    top.set_title("singular values of the Jacobian")
+    bottom.plot(index, sigma[:len(est)], "o", mfc="none", color="tab:blue", label="singular value $\\sigma_i$")
+    bottom.plot(index, est, "x", color="tab:red", label=f"estimate along $v_i$, eps = {eps:g}")
+    bottom.set_yscale("log")
+    bottom.set_xlabel("index i of the right singular vector $v_i$")
+    bottom.set_ylabel(f"local Lipschitz estimate\n(embedding norm per unit {space} L2)")
+    bottom.set_title("directional Lipschitz estimates along right singular vectors")
+    bottom.legend(fontsize=8)
+    bottom.grid(True, which="major", alpha=0.3)
+    fig.suptitle(f"{title}\n(reconstruction after arXiv:2401.15568 Fig 3)", fontsize=11)
+    return fig, {"title": title, "space": space, "eps": eps, "singular_values": sigma.tolist(),
+                 "estimates": est.tolist(), "tol": tol}
+
+
+def lipschitz_distributions_figure(family_values: dict, eps: float, sigma_1: float | None = None,
+                                   gaussian_expected: float | None = None, space: str = "normalized",
+                                   title: str = "distribution of local directional Lipschitz estimates"):
+    """Fig 4 style: one histogram per direction family of ||f(x + eps v) - f(x)|| / eps, on a shared
+    log axis, with sigma_1 (the local Lipschitz constant) and ||J||_F / sqrt(n) (the expected value
+    along random Gaussian directions) marked."""
+    values = {name: np.asarray(v, dtype=float) for name, v in family_values.items()}
+    everything = np.concatenate([v[v > 0] for v in values.values()] + [np.array([sigma_1 or 1.0])])
+    low, high = everything.min() / 3, everything.max() * 3
+    bins = np.geomspace(low, high, 41)
+    fig, axes = plt.subplots(len(values), 1, figsize=(7, 1.9 * len(values) + 1.2), sharex=True,
+                             constrained_layout=True, squeeze=False)
+    for ax, (name, v) in zip(axes[:, 0], values.items()):
+        ax.hist(np.clip(v, low, high), bins=bins, color=_family_color(name), alpha=0.8)
+        if sigma_1:
+            ax.axvline(sigma_1, color="black", linestyle="--", linewidth=1, label=f"$\\sigma_1$ = {sigma_1:.3g}")
+        if gaussian_expected:
+            ax.axvline(gaussian_expected, color="gray", linestyle=":", linewidth=1.2,
+                       label=f"$\\|J\\|_F/\\sqrt{{n}}$ = {gaussian_expected:.3g}")
+        ax.set_xscale("log")
+        ax.set_ylabel("directions")
+        ax.set_title(f"{FAMILY_LABELS.get(name, name)}: median {np.median(v):.3g} (n = {len(v)})", fontsize=10)
+        ax.legend(fontsize=7, loc="upper left")
+    axes[-1, 0].set_xlabel(f"Lipschitz estimate at eps = {eps:g} (embedding norm per unit {space} L2)")
+    fig.suptitle(f"{title}\n(reconstruction after arXiv:2401.15568 Fig 4)", fontsize=11)
+    data = {"title": title, "space": space, "eps": eps, "sigma_1": sigma_1,
+            "gaussian_expected": gaussian_expected, "families": {k: v.tolist() for k, v in values.items()}}
+    return fig, data
+
+
+def lipschitz_vs_eps_figure(eps, family_estimates: dict, family_errors: dict | None = None,
+                            sigma_1: float | None = None, space: str = "normalized",
+                            title: str = "Lipschitz estimates against the step size"):
+    """Estimates ||f(x + eps v) - f(x)|| / eps against eps, one thin line per direction and the median
+    per family bold; a second panel shows the first-order error ||f(x + eps v) - f(x) - eps J v|| / eps,
+    where the map stops being linear."""
+    eps = np.asarray(eps, dtype=float)
+    panels = 2 if family_errors else 1
+    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4.5), constrained_layout=True, squeeze=False)
+    series = [(axes[0, 0], family_estimates, "Lipschitz estimate")]
+    if family_errors:
+        series.append((axes[0, 1], family_errors, "first-order error / eps"))
+    for ax, table, label in series:
+        for name, rows in table.items():
+            rows = np.asarray(rows, dtype=float)
+            if label != "Lipschitz estimate":
+                rows = rows / eps
+            color = _family_color(name)
+            for row in rows:
+                ax.loglog(eps, np.maximum(row, 1e-300), color=color, alpha=0.25, linewidth=0.7)
+            ax.loglog(eps, np.maximum(np.median(rows, axis=0), 1e-300), color=color, linewidth=2.2,
+                      marker="o", markersize=4, label=f"{FAMILY_LABELS.get(name, name)} (median)")
+        if sigma_1:
+            ax.axhline(sigma_1, color="black", linestyle="--", linewidth=1, label=f"$\\sigma_1$ = {sigma_1:.3g}")
+        ax.set_xlabel(f"step eps ({space} input space, L2)")
+        ax.set_ylabel(f"{label}\n(embedding norm per unit {space} L2)")
+        ax.grid(True, which="major", alpha=0.3)
+    axes[0, 0].set_title("||f(x + eps v) - f(x)|| / eps")
+    axes[0, 0].legend(fontsize=7)
+    if family_errors:
+        axes[0, 1].set_title("||f(x + eps v) - f(x) - eps J v|| / eps")
+    fig.suptitle(title, fontsize=11)
+    data = {"title": title, "space": space, "eps": eps.tolist(), "sigma_1": sigma_1,
+            "estimates": {k: np.asarray(v, dtype=float).tolist() for k, v in family_estimates.items()},
+            "first_order_error": None if not family_errors else
+            {k: np.asarray(v, dtype=float).tolist() for k, v in family_errors.items()}}
+    return fig, data

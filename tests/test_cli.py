@@ -1,0 +1,71 @@
+"""The CLI contract: files and summary keys, clear one-line errors with no traceback."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from probe.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+CAT, ROCKET = ROOT / "examples" / "cat.png", ROOT / "examples" / "rocket.png"
+SUMMARY_KEYS = {"model", "weights", "mode", "steps_run", "converged", "cos_to_target_initial",
+                "cos_to_target_final", "cos_to_target_png", "l2_to_target_initial", "l2_to_target_final",
+                "linf_pixel", "l2_pixel", "mean_abs_pixel", "psnr_db", "seconds", "seed", "versions"}
+
+
+@pytest.mark.parametrize("mode", ["fast", "paper"])
+def test_match_writes_the_contract(tmp_path, mode):
+    extra = ["--lr", "100"] if mode == "paper" else []
+    code = main(["match", "--model", "tiny", "--source", str(CAT), "--target", str(ROCKET), "--out",
+                 str(tmp_path), "--mode", mode, "--steps", "40", "--quiet", *extra])
+    assert code == 0
+    for name in ("matched.png", "source.png", "diff_x50.png", "trace.csv", "summary.json"):
+        assert (tmp_path / name).is_file(), name
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert SUMMARY_KEYS <= set(summary)
+    assert summary["weights"] == "random:0" and summary["mode"] == mode
+    assert summary["l2_to_target_final"] < summary["l2_to_target_initial"]
+    assert summary["cos_to_target_png"] > summary["cos_to_target_initial"]
+    lines = (tmp_path / "trace.csv").read_text().splitlines()
+    assert lines[0].startswith("step,sample,loss,cos_to_target")
+    assert len(lines) == summary["steps_run"] + 2  # header + step 0 + one row per update (one sample)
+
+
+def test_models_lists_presets(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "vit-h-14" in out and "ViT-H-14@laion2b_s32b_b79k" in out and "random init" in out
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--model", "nope:x"], "BACKEND:NAME"),
+    (["--steps", "0"], "--steps must be > 0"),
+    (["--lr", "-1"], "--lr must be > 0"),
+    (["--budget", "1.5"], "--budget must be in (0, 1]"),
+    (["--source", "missing.png"], "no such file: missing.png"),
+    (["--device", "tpu"], "device 'tpu'"),
+])
+def test_bad_arguments_one_clear_line(tmp_path, capsys, args, fragment):
+    options = {"--model": "tiny", "--source": str(CAT), "--target": str(ROCKET), "--out": str(tmp_path),
+               "--steps": "2", **dict(zip(args[::2], args[1::2]))}
+    argv = ["match", "--quiet", *[part for item in options.items() for part in item]]
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse's own errors
+        code = exit_.code
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert fragment in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "summary.json").exists()
+
+
+def test_no_traceback_from_a_real_process(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "probe", "match", "--model", "openclip:ViT-B-32@openai",
+                             "--source", str(CAT), "--target", str(ROCKET), "--out", str(tmp_path)],
+                            capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: could not load openclip:ViT-B-32@openai")

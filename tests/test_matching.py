@@ -1,0 +1,182 @@
+"""Embedding matching: the paper's update rule exactly, real distance drops, bounds, batching, seeds."""
+import pytest
+import torch
+
+from probe.errors import DivergenceError, ProbeError
+from probe.matching import match, paper_parts
+from probe.models import Encoder, Preprocess
+
+MEAN, STD = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
+
+
+def linear_encoder(m: int = 5, size: int = 8, seed: int = 0) -> Encoder:
+    """f(p) = A normalise(p): every gradient is known in closed form."""
+    gen = torch.Generator().manual_seed(seed)
+    model = torch.nn.Linear(3 * size * size, m, bias=False)
+    model.weight.data = torch.randn(m, 3 * size * size, generator=gen) / size
+    pre = Preprocess(size=(size, size), resize_shorter=None, mean=MEAN, std=STD)
+    return Encoder(model, lambda net, x: net(x.flatten(1)), pre, spec="test:linear", weights="random:0")
+
+
+def rand_images(n: int, size: int = 8, seed: int = 1) -> torch.Tensor:
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def test_paper_first_step_equals_hand_computed_gradient_step():
+    enc = linear_encoder()
+    src, tgt = rand_images(1, seed=1), rand_images(1, seed=2)
+    lr = 0.09
+    result = match(enc, src, tgt, mode="paper", lr=lr, steps=1, l2sq_below=0.0, cos_above=2.0)
+
+    a = enc.model.weight.detach().double()
+    mean, std = torch.tensor(MEAN).view(3, 1, 1).double(), torch.tensor(STD).view(3, 1, 1).double()
+    x0 = ((src[0].double() - mean) / std).flatten()
+    t = a @ ((tgt[0].double() - mean) / std).flatten()
+    grad = (2.0 / a.shape[0]) * a.T @ (a @ x0 - t)          # d/dx mean((Ax - t)^2)
+    x1 = (x0 - lr * grad).clamp(x0.min(), x0.max())        # the paper's global clamp
+    expected = (x1.view(3, 8, 8) * std + mean).clamp(0, 1)
+    assert int(result.steps_run[0]) == 1
+    torch.testing.assert_close(result.images[0].double(), expected, atol=1e-5, rtol=0)
+
+
+def test_paper_mode_drops_distance_on_tiny_vit(tiny_encoder):
+    src, tgt = rand_images(1, 224, seed=3), rand_images(1, 224, seed=4)
+    result = match(tiny_encoder, src, tgt, mode="paper", lr=100.0, steps=60, l2sq_below=1e-6, cos_above=0.9999)
+    assert result.final["l2_to_target"][0] < 0.5 * result.initial["l2_to_target"][0]
+    assert result.images.shape[-2:] == (224, 224)
+    assert not bool(result.converged[0])  # thresholds out of reach: reported honestly
+
+
+@pytest.mark.parametrize("norm,budget", [("linf", 8 / 255), ("l2", 4 / 255)])
+def test_fast_mode_cuts_distance_within_budget_and_box(tiny_encoder, norm, budget):
+    src, tgt = rand_images(2, 224, seed=5), rand_images(2, 224, seed=6)
+    result = match(tiny_encoder, src, tgt, mode="fast", steps=80, norm=norm, budget=budget)
+    drop = result.final["l2_to_target"] / result.initial["l2_to_target"]
+    assert (drop < 0.1).all(), drop
+    assert result.images.min() >= 0 and result.images.max() <= 1
+    delta = (result.images - src).flatten(1)
+    size = delta.abs().amax(1) if norm == "linf" else delta.pow(2).mean(1).sqrt()
+    assert (size <= budget + 1e-5).all()
+
+
+def test_fast_mode_reaches_relative_target_and_reports_converged(tiny_encoder):
+    src, tgt = rand_images(1, 224, seed=7), rand_images(1, 224, seed=8)
+    result = match(tiny_encoder, src, tgt, mode="fast", steps=300, rel_l2_below=0.05)
+    assert bool(result.converged[0])
+    assert result.final["l2_to_target"][0] <= 0.05 * result.initial["l2_to_target"][0]
+    assert int(result.steps_run[0]) < 300
+
+
+def test_inputs_not_mutated(tiny_encoder):
+    src, tgt = rand_images(1, 224, seed=9), rand_images(1, 224, seed=10)
+    src_copy, tgt_copy = src.clone(), tgt.clone()
+    match(tiny_encoder, src, tgt, mode="fast", steps=3)
+    match(tiny_encoder, src, tgt, mode="paper", steps=3)
+    assert torch.equal(src, src_copy) and torch.equal(tgt, tgt_copy)
+
+
+@pytest.mark.parametrize("mode", ["fast", "paper"])
+def test_batch_equals_items_one_by_one(tiny_encoder, mode):
+    src, tgt = rand_images(3, 224, seed=11), rand_images(3, 224, seed=12)
+    opts = {"steps": 15} if mode == "fast" else {"steps": 15, "lr": 100.0, "l2sq_below": 1e-9}
+    batch = match(tiny_encoder, src, tgt, mode=mode, **opts)
+    for i in range(3):
+        single = match(tiny_encoder, src[i:i + 1], tgt[i:i + 1], mode=mode, **opts)
+        torch.testing.assert_close(batch.images[i], single.images[0], atol=2e-4, rtol=0)
+        torch.testing.assert_close(batch.final["l2_to_target"][i], single.final["l2_to_target"][0],
+                                   atol=1e-3, rtol=1e-3)
+
+
+def test_same_seed_same_result(tiny_encoder):
+    src, tgt = rand_images(1, 224, seed=13), rand_images(1, 224, seed=14)
+    first = match(tiny_encoder, src, tgt, steps=10, seed=3)
+    second = match(tiny_encoder, src, tgt, steps=10, seed=3)
+    assert torch.equal(first.images, second.images)
+    assert torch.equal(first.trace["loss"], second.trace["loss"])
+
+
+def test_target_embedding_equals_target_image(tiny_encoder):
+    src, tgt = rand_images(1, 224, seed=15), rand_images(1, 224, seed=16)
+    with torch.no_grad():
+        emb = tiny_encoder(tgt)
+    by_image = match(tiny_encoder, src, tgt, steps=5)
+    by_embedding = match(tiny_encoder, src, emb, steps=5)
+    torch.testing.assert_close(by_image.images, by_embedding.images)
+
+
+def test_trace_records_every_step_and_callback_cancels(tiny_encoder):
+    src, tgt = rand_images(1, 224, seed=17), rand_images(1, 224, seed=18)
+    seen = []
+
+    def stop_at_three(step, record):
+        seen.append(float(record["cos_to_target"][0]))
+        return step < 3
+
+    result = match(tiny_encoder, src, tgt, steps=50, callback=stop_at_three)
+    assert result.cancelled and len(seen) == 4
+    assert result.trace["loss"].shape == (4, 1)
+    assert set(result.trace) >= {"loss", "cos_to_target", "l2_to_target", "cos_to_source", "linf_pixel",
+                                 "l2_pixel", "mean_abs_pixel", "psnr_db"}
+    assert result.trace["linf_pixel"][0, 0] == 0  # step 0 is the untouched source
+
+
+def test_source_resolution_keeps_source_size(tiny_encoder):
+    src, tgt = rand_images(1, 100, seed=19), rand_images(1, 224, seed=20)
+    src = torch.nn.functional.interpolate(src, size=(120, 180))
+    result = match(tiny_encoder, src, tgt, steps=20, resolution="source")
+    assert result.images.shape[-2:] == (120, 180)
+    assert result.final["l2_to_target"][0] < result.initial["l2_to_target"][0]
+
+
+def test_divergence_raises_clear_error():
+    """An encoder that overflows (NaN) once pixels get bright, as fp16 can: reached after a few steps."""
+    enc = linear_encoder()
+    lin = enc._embed_image
+    enc._embed_image = lambda net, x: torch.where(enc.denormalize(x).amax() > 0.9, torch.nan, lin(net, x))
+    white = lin(enc.model, enc.normalize(torch.ones(1, 3, 8, 8))).detach()
+    with pytest.raises(DivergenceError, match=r"step [1-9].*NaN/inf"):
+        match(enc, rand_images(1) * 0.5, white, mode="fast", budget=1.0, lr=0.2, steps=20)
+
+
+@pytest.mark.parametrize("options,fragment", [
+    ({"mode": "nope"}, "mode"),
+    ({"mode": "fast", "lr": -1.0}, "lr"),
+    ({"mode": "paper", "steps": 0}, "steps"),
+    ({"mode": "fast", "budget": 0.0}, "budget"),
+    ({"mode": "fast", "budget": 2.0}, "budget"),
+    ({"mode": "fast", "loss": "hinge"}, "loss"),
+    ({"mode": "fast", "unknown": 1}, "unknown"),
+])
+def test_bad_options_name_the_problem(options, fragment):
+    enc = linear_encoder()
+    with pytest.raises(ProbeError, match=fragment):
+        match(enc, rand_images(1), rand_images(1, seed=2), **options)
+
+
+def test_bad_pixels_are_refused():
+    enc = linear_encoder()
+    with pytest.raises(ProbeError, match=r"\[0,1\] pixels"):
+        match(enc, rand_images(1) * 255, rand_images(1), steps=1)
+    with pytest.raises(ProbeError, match="one target per source"):
+        match(enc, rand_images(2), rand_images(3), steps=1)
+
+
+def test_paper_parts_defaults_are_the_authors():
+    parts = paper_parts()
+    assert parts.optimizer.lr == 0.09 and parts.steps == 15000
+    assert parts.stop.l2sq_below == 16 and parts.stop.cos_above == 0.96
+
+
+def test_runs_on_device(device):
+    enc = linear_encoder().to(device)
+    src, tgt = rand_images(2).to(device), rand_images(2, seed=2).to(device)
+    result = match(enc, src, tgt, steps=30, budget=0.2)
+    assert result.images.device == src.device
+    assert (result.final["l2_to_target"] < result.initial["l2_to_target"]).all()
+
+
+def test_loose_thresholds_warn_instead_of_silently_succeeding():
+    enc = linear_encoder()
+    with pytest.warns(UserWarning, match="before any step"):
+        result = match(enc, rand_images(1), rand_images(1, seed=2), mode="paper", l2sq_below=1e9, cos_above=-1)
+    assert bool(result.converged[0]) and int(result.steps_run[0]) == 0

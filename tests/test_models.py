@@ -1,0 +1,254 @@
+"""Encoders: spec parsing, differentiable preprocessing, and offline loading through the real OpenCLIP,
+transformers and timm Hub code paths (fake Hub caches and local folders built here)."""
+import json
+
+import pytest
+import torch
+import torchvision.transforms.v2.functional as TF
+from safetensors.torch import save_file
+
+from hub_fixtures import FAKE_COMMIT, folder_files, put_in_hub_cache, write_clip_tokenizer
+from probe.errors import ModelError, ProbeError
+from probe.images import quantize
+from probe.models import PRESETS, load_encoder, parse_spec, resize_center_crop, weights_status
+
+
+@pytest.mark.parametrize("spec,backend,name,weights", [
+    ("openclip:ViT-B-32@laion2b_s34b_b79k", "openclip", "ViT-B-32", "laion2b_s34b_b79k"),
+    ("openclip:hf-hub:laion/CLIP-ViT-H-14-laion2B-s32B-b79K", "openclip",
+     "hf-hub:laion/CLIP-ViT-H-14-laion2B-s32B-b79K", None),
+    ("openclip:local-dir:/a/b@c", "openclip", "local-dir:/a/b@c", None),
+    ("hf:facebook/dinov2-small", "hf", "facebook/dinov2-small", None),
+    ("timm:vit_small_patch16_224.augreg_in21k@random:3", "timm", "vit_small_patch16_224.augreg_in21k", "random:3"),
+    ("vit-h-14", "openclip", "ViT-H-14", "laion2b_s32b_b79k"),
+])
+def test_parse_spec(spec, backend, name, weights):
+    parsed = parse_spec(spec)
+    assert (parsed.backend, parsed.name, parsed.weights) == (backend, name, weights)
+
+
+@pytest.mark.parametrize("spec,fragment", [
+    ("resnet50", "BACKEND:NAME"),
+    ("tf:foo", "BACKEND:NAME"),
+    ("openclip:NoSuchNet@random", "unknown OpenCLIP architecture 'NoSuchNet'"),
+    ("openclip:ViT-B-32", "say which weights"),
+    ("openclip:ViT-B-32@no_such_tag", "unknown pretrained tag 'no_such_tag'"),
+    ("openclip:local-dir:/nonexistent", "not a folder in OpenCLIP's Hub layout"),
+    ("timm:no_such_vit@random", "no_such_vit"),
+])
+def test_bad_specs_name_the_problem(spec, fragment):
+    with pytest.raises(ModelError, match=fragment):
+        load_encoder(spec)
+
+
+def test_unreachable_weights_give_one_clear_message():
+    with pytest.raises(ModelError, match="could not load openclip:ViT-B-32@openai.*Hub is unreachable"):
+        load_encoder("openclip:ViT-B-32@openai")
+
+
+def test_bad_device_and_dtype():
+    with pytest.raises(ProbeError, match="device 'gpu0'"):
+        load_encoder("tiny", device="gpu0")
+    with pytest.raises(ProbeError, match="dtype"):
+        load_encoder("tiny", dtype="int8")
+    if not torch.cuda.is_available():
+        with pytest.raises(ProbeError, match="no CUDA device"):
+            load_encoder("tiny", device="cuda:1")
+
+
+def test_resize_center_crop_matches_torchvision():
+    enc_pre = load_encoder("tiny").pre
+    pixels = torch.rand(1, 3, 300, 451, generator=torch.Generator().manual_seed(0))
+    expected = TF.center_crop(TF.resize(pixels, 224, interpolation=TF.InterpolationMode.BICUBIC, antialias=True),
+                              [224, 224])
+    torch.testing.assert_close(resize_center_crop(pixels, enc_pre), expected, atol=1e-5, rtol=0)
+
+
+def test_gradient_reaches_pixels_of_any_size(tiny_encoder):
+    pixels = torch.rand(2, 3, 180, 260, requires_grad=True)
+    tiny_encoder(pixels).pow(2).sum().backward()
+    assert pixels.grad is not None and torch.isfinite(pixels.grad).all() and pixels.grad.abs().sum() > 0
+
+
+def test_random_weights_are_seeded_and_labelled():
+    a, b, c = load_encoder("tiny"), load_encoder("openclip:probe-tiny-vit@random:0"), load_encoder(
+        "openclip:probe-tiny-vit@random:1")
+    x = torch.rand(1, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.equal(a(x), b(x)) and not torch.allclose(a(x), c(x))
+    assert a.weights == "random:0" and c.weights == "random:1"
+
+
+def test_bfloat16_forward_keeps_float32_gradients(tiny_encoder):
+    enc = load_encoder("tiny", dtype="bfloat16")
+    pixels = torch.rand(1, 3, 224, 224, requires_grad=True)
+    emb = enc(pixels)
+    emb.sum().backward()
+    assert emb.dtype == torch.float32 and pixels.grad.dtype == torch.float32
+    with torch.no_grad():
+        assert torch.nn.functional.cosine_similarity(emb, tiny_encoder(pixels)).item() > 0.99
+
+
+# --- OpenCLIP ------------------------------------------------------------------------------------
+
+def _save_openclip_folder(folder, arch: str, seed: int, half: bool = False):
+    """An OpenCLIP Hub-layout folder (config + safetensors) holding a seeded random model."""
+    import open_clip
+
+    from probe.models import CONFIG_DIR, _register_shipped_configs
+
+    _register_shipped_configs()
+    torch.manual_seed(seed)
+    model = open_clip.create_model(arch, pretrained=None)
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg_path = CONFIG_DIR / f"{arch}.json"
+    model_cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else open_clip.get_model_config(arch)
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": model_cfg, "preprocess_cfg": {}}))
+    state = {k: (v.half() if half else v).contiguous() for k, v in model.state_dict().items()}
+    save_file(state, folder / "open_clip_model.safetensors")
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def openclip_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("openclip") / "tiny-clip"
+    return folder, _save_openclip_folder(folder, "probe-tiny-vit", seed=5)
+
+
+def _same_embeddings(encoder, reference, size=224):
+    x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(x), reference(encoder.normalize(x)), atol=1e-4, rtol=1e-4)
+
+
+def test_openclip_local_dir(openclip_folder):
+    folder, model = openclip_folder
+    enc = load_encoder(f"openclip:local-dir:{folder}")
+    assert enc.weights == f"local:{folder.resolve()}" and enc.has_text
+    _same_embeddings(enc, model.encode_image)
+    assert "present" in weights_status(f"openclip:local-dir:{folder}")
+
+
+def test_openclip_hf_hub_through_real_download_code(openclip_folder, hf_cache):
+    import open_clip
+
+    folder, model = openclip_folder
+    put_in_hub_cache(hf_cache, "testorg/tiny-clip", folder_files(folder))
+    enc = load_encoder("openclip:hf-hub:testorg/tiny-clip")
+    assert enc.weights == f"pretrained:testorg/tiny-clip@{FAKE_COMMIT}"
+    _same_embeddings(enc, model.encode_image)
+    tokens = open_clip.get_tokenizer("probe-tiny-vit")(["a cat"])
+    with torch.no_grad():
+        torch.testing.assert_close(enc.encode_text(["a cat"]), model.encode_text(tokens))
+
+
+def test_openclip_builtin_tag_from_cache_real_architecture(tmp_path, hf_cache):
+    """Smoke test on a real architecture: ViT-B-32 with a pretrained tag resolves through the cache."""
+    import open_clip
+
+    repo = open_clip.get_pretrained_cfg("ViT-B-32", "laion2b_s34b_b79k")["hf_hub"].strip("/")
+    assert "not downloaded" in weights_status("openclip:ViT-B-32@laion2b_s34b_b79k")
+    model = _save_openclip_folder(tmp_path / "b32", "ViT-B-32", seed=2, half=True)
+    put_in_hub_cache(hf_cache, repo, {"open_clip_model.safetensors": tmp_path / "b32" / "open_clip_model.safetensors"})
+    assert "local Hugging Face cache" in weights_status("openclip:ViT-B-32@laion2b_s34b_b79k")
+    enc = load_encoder("openclip:ViT-B-32@laion2b_s34b_b79k")
+    assert enc.weights == f"pretrained:laion2b_s34b_b79k ({repo}@{FAKE_COMMIT})"
+    assert enc.input_size == (224, 224)
+    x = torch.rand(1, 3, 224, 224)
+    with torch.no_grad():
+        expected = model.half().float().encode_image(enc.normalize(x))
+        torch.testing.assert_close(enc(x), expected, atol=1e-3, rtol=1e-3)
+
+
+# --- transformers --------------------------------------------------------------------------------
+
+def _tiny_hf_clip(folder):
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    torch.manual_seed(0)
+    cfg = CLIPConfig(
+        text_config=dict(vocab_size=520, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, max_position_embeddings=32, bos_token_id=512, eos_token_id=513,
+                         pad_token_id=513),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=32, patch_size=8),
+        projection_dim=16)
+    model = CLIPModel(cfg).eval()
+    model.save_pretrained(folder)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    write_clip_tokenizer(folder)
+    return model
+
+
+def test_hf_clip_from_hub_cache_matches_its_own_processor(tmp_path, hf_cache):
+    from PIL import Image
+    from transformers import AutoTokenizer, CLIPImageProcessor
+
+    model = _tiny_hf_clip(tmp_path / "clip")
+    put_in_hub_cache(hf_cache, "testorg/tiny-hf-clip", folder_files(tmp_path / "clip"))
+    enc = load_encoder("hf:testorg/tiny-hf-clip")
+    assert enc.weights == f"pretrained:testorg/tiny-hf-clip@{FAKE_COMMIT}"
+    assert enc.input_size == (32, 32) and enc.has_text
+
+    photo = torch.rand(3, 48, 64, generator=torch.Generator().manual_seed(0))
+    pil = Image.fromarray((photo.permute(1, 2, 0) * 255).round().byte().numpy())
+    processed = CLIPImageProcessor.from_pretrained(tmp_path / "clip")(pil, return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        reference = model.get_image_features(pixel_values=processed).pooler_output
+        ours = enc(quantize(photo)[None])
+        text = enc.encode_text(["a cat"])
+        tokens = AutoTokenizer.from_pretrained(tmp_path / "clip")(["a cat"], return_tensors="pt")
+        text_ref = model.get_text_features(**tokens).pooler_output
+    assert torch.nn.functional.cosine_similarity(ours, reference).item() > 0.99  # PIL vs torch resampling
+    torch.testing.assert_close(text, text_ref)
+
+
+def test_hf_dinov2_local_folder_uses_cls_token(tmp_path):
+    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
+
+    torch.manual_seed(0)
+    model = Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=64, image_size=32, patch_size=8)).eval()
+    model.save_pretrained(tmp_path / "dino")
+    BitImageProcessor(size={"shortest_edge": 40}, crop_size={"height": 32, "width": 32}, do_center_crop=True,
+                      image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]).save_pretrained(
+        tmp_path / "dino")
+    enc = load_encoder(f"hf:{tmp_path / 'dino'}")
+    assert enc.input_size == (32, 32) and enc.pre.resize_shorter == 40 and not enc.has_text
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(enc(x), model(pixel_values=enc.normalize(x)).last_hidden_state[:, 0])
+    with pytest.raises(ModelError, match="no text tower"):
+        enc.encode_text(["a cat"])
+
+
+# --- timm ----------------------------------------------------------------------------------------
+
+def test_timm_from_hub_cache_and_local_file(tmp_path, hf_cache):
+    import timm
+
+    torch.manual_seed(4)
+    model = timm.create_model("test_vit.r160_in1k", pretrained=False).eval()
+    save_file(model.state_dict(), tmp_path / "model.safetensors")
+    put_in_hub_cache(hf_cache, "timm/test_vit.r160_in1k", {"model.safetensors": tmp_path / "model.safetensors"})
+    from_hub = load_encoder("timm:test_vit.r160_in1k")
+    from_file = load_encoder(f"timm:test_vit.r160_in1k@local:{tmp_path / 'model.safetensors'}")
+    assert from_hub.weights == "pretrained:timm/test_vit.r160_in1k"
+    assert from_file.weights == f"local:{tmp_path / 'model.safetensors'}"
+    assert from_hub.input_size == (160, 160) and from_hub.pre.resize_shorter == 168  # 160 / crop_pct 0.95
+    x = torch.rand(1, 3, 160, 160)
+    with torch.no_grad():
+        expected = model.forward_head(model.forward_features(from_hub.normalize(x)), pre_logits=True)
+        torch.testing.assert_close(from_hub(x), expected)
+        torch.testing.assert_close(from_file(x), expected)
+
+
+def test_presets_resolve():
+    for name, (spec, _) in PRESETS.items():
+        assert parse_spec(name) == parse_spec(spec)
+
+
+def test_encoder_on_device(device):
+    enc = load_encoder("tiny", device=device)
+    x = torch.rand(1, 3, 100, 120, device=device)
+    assert enc(x).device.type == device
