@@ -14,7 +14,7 @@ $(STAMP): requirements.txt
 	cp requirements.txt $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m probe match --model mini-clip --source examples/cat.png --target examples/rocket.png --out out/demo
+	$(BIN)/python -m probe match --source examples/cat.png --target examples/rocket.png --out out/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

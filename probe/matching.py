@@ -96,18 +96,6 @@ class L2Ball:
 
 
 @dataclass
-class InPixelSpace:
-    """Apply a pixel-space constraint to an iterate that lives in the model's normalised space."""
-
-    constraint: Callable[[Tensor, Tensor], Tensor]
-    to_pixels: Callable[[Tensor], Tensor]
-    from_pixels: Callable[[Tensor], Tensor]
-
-    def __call__(self, x: Tensor, x0: Tensor) -> Tensor:
-        return self.from_pixels(self.constraint(self.to_pixels(x), self.to_pixels(x0)))
-
-
-@dataclass
 class AllOf:
     """Apply constraints in order."""
 
@@ -117,6 +105,12 @@ class AllOf:
         for constraint in self.constraints:
             x = constraint(x, x0)
         return x
+
+
+def _in_pixel_space(constraint, encoder, x0: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+    """A pixel-space constraint applied to an iterate in the model's normalised space."""
+    pixels0 = encoder.denormalize(x0)
+    return lambda x, _: encoder.normalize(constraint(encoder.denormalize(x), pixels0))
 
 
 def budget_constraint(norm: str, eps: float) -> Callable[[Tensor, Tensor], Tensor]:
@@ -173,15 +167,16 @@ class Adam:
 
     def step(self, x: Tensor, grad: Tensor, state: dict, step: int, active: Tensor) -> Tensor:
         b1, b2 = self.betas
-        keep = active.view(-1, *([1] * (x.dim() - 1)))
-        state["m"] = torch.where(keep, b1 * state["m"] + (1 - b1) * grad, state["m"])
-        state["v"] = torch.where(keep, b2 * state["v"] + (1 - b2) * grad * grad, state["v"])
+        shape = (-1,) + (1,) * (x.dim() - 1)
+        keep = active.view(shape)
+        state["m"] = torch.where(keep, torch.lerp(state["m"], grad, 1 - b1), state["m"])
+        state["v"] = torch.where(keep, torch.addcmul(state["v"] * b2, grad, grad, value=1 - b2), state["v"])
         state["t"] = state["t"] + active.float()
-        t = state["t"].clamp_min(1).view(-1, *([1] * (x.dim() - 1)))
-        m_hat = state["m"] / (1 - b1**t)
-        v_hat = state["v"] / (1 - b2**t)
+        t = state["t"].clamp_min(1).view(shape)
         lr = cosine_decay(self.lr, step, self.total_steps)
-        return _where_active(active, x - lr * m_hat / (v_hat.sqrt() + self.eps), x)
+        # the bias corrections are per-sample scalars: fold them into the denominator and the step size
+        denom = (state["v"] / (1 - b2**t)).sqrt_().add_(self.eps)
+        return _where_active(active, torch.addcmul(x, state["m"] / denom, lr / (1 - b1**t), value=-1), x)
 
 
 @dataclass
@@ -363,7 +358,7 @@ def match(encoder, sources: Tensor, targets: Tensor, mode: str = "fast", parts: 
         source_pixels = encoder.to_model_input(src).clamp(0, 1)
         clamp = ClampToRange.of(x0)
         constraint = clamp if parts.constraint is None else AllOf(
-            [clamp, InPixelSpace(parts.constraint, encoder.denormalize, encoder.normalize)])
+            [clamp, _in_pixel_space(parts.constraint, encoder, x0)])
     else:
         x0 = src if parts.resolution == "source" else encoder.to_model_input(src).clamp(0, 1)
         embed, to_pixels = encoder, lambda x: x
@@ -386,7 +381,7 @@ def _run(parts: MatchParts, embed, to_pixels, constraint, x0: Tensor, source_pix
     state = parts.optimizer.init(x)
     converged = torch.zeros(n, dtype=torch.bool, device=x.device)
     steps_run = torch.zeros(n, dtype=torch.long, device=x.device)
-    best_x, best_loss = x.clone(), torch.full((n,), math.inf, device=x.device)
+    best_x, best_loss = x, torch.full((n,), math.inf, device=x.device)
     history: list[dict[str, Tensor]] = []
     cancelled = False
     bar = tqdm(total=parts.steps, disable=not verbose, desc=f"matching ({parts.description.get('mode')})",
@@ -398,16 +393,19 @@ def _run(parts: MatchParts, embed, to_pixels, constraint, x0: Tensor, source_pix
         (grad,) = torch.autograd.grad(loss.sum(), x_var)
         with torch.no_grad():
             record = _step_metrics(loss, emb, target, source_emb, to_pixels(x), source_pixels)
-            if not (torch.isfinite(loss).all() and torch.isfinite(grad).all()):
+            # NaN/inf anywhere in grad makes its sum non-finite: one reduction, one sync
+            if not bool(torch.isfinite(loss).all() & torch.isfinite(grad.sum())):
                 bad = (~torch.isfinite(loss)).nonzero().flatten().tolist() or "some"
                 raise DivergenceError(f"step {step}: loss or gradient became NaN/inf for sample(s) {bad}; "
                                       f"lower the learning rate (lr={parts.description.get('lr')})")
             history.append(record)
-            improved = loss < best_loss
-            best_loss = torch.where(improved, loss, best_loss)
-            best_x = _where_active(improved, x, best_x)
+            if parts.keep_best:
+                improved = loss < best_loss
+                best_loss = torch.where(improved, loss, best_loss)
+                best_x = _where_active(improved, x, best_x)
             converged |= parts.stop(record, history[0])
-            bar.set_postfix(loss=f"{float(loss.mean()):.4g}", cos=f"{float(record['cos_to_target'].mean()):.4f}")
+            if verbose:
+                bar.set_postfix(loss=f"{float(loss.mean()):.4g}", cos=f"{float(record['cos_to_target'].mean()):.4f}")
             if callback is not None and callback(step, record) is False:
                 cancelled = True
                 break

@@ -41,6 +41,11 @@ PRESETS: dict[str, tuple[str, str]] = {
 }
 
 BACKENDS = ("openclip", "hf", "timm")
+
+
+def default_spec() -> str:
+    """The offline default model: the shipped mini-CLIP, or the random-init `tiny` where it is absent."""
+    return "mini-clip" if (MINI_CLIP_DIR / "open_clip_config.json").is_file() else "tiny"
 INTERPOLATIONS = {"bicubic", "bilinear", "nearest"}
 
 
@@ -232,7 +237,7 @@ def _register_shipped_configs() -> None:
             open_clip.add_model_config(path)
 
 
-def _load_openclip(spec: ModelSpec, seed_default: int) -> Encoder:
+def _load_openclip(spec: ModelSpec) -> Encoder:
     import open_clip
 
     _register_shipped_configs()
@@ -356,7 +361,7 @@ def _hf_embed_image(model, x):
     return out.last_hidden_state[:, 0]
 
 
-def _load_hf(spec: ModelSpec, seed_default: int) -> Encoder:
+def _load_hf(spec: ModelSpec) -> Encoder:
     import transformers
 
     seed = parse_random_seed(spec.weights)
@@ -394,7 +399,7 @@ def _load_hf(spec: ModelSpec, seed_default: int) -> Encoder:
 # --- timm ----------------------------------------------------------------------------------------
 
 
-def _load_timm(spec: ModelSpec, seed_default: int) -> Encoder:
+def _load_timm(spec: ModelSpec) -> Encoder:
     import timm
     import timm.data
 
@@ -444,7 +449,7 @@ def load_encoder(spec: str, device: str | torch.device | None = "cpu", dtype: st
         raise ProbeError(f"dtype {dtype!r} is not supported (use float32 or bfloat16)")
     dev = resolve_device(device)
     parsed = parse_spec(spec)
-    encoder = LOADERS[parsed.backend](parsed, 0)
+    encoder = LOADERS[parsed.backend](parsed)
     encoder.compute_dtype = DTYPES[dtype]
     return encoder.to(dev)
 

@@ -16,8 +16,7 @@ import numpy as np  # noqa: E402
 def _annotated_heatmap(ax, values, rows, cols, vmin: float, vmax: float, cmap: str, fmt: str):
     """A matrix with each cell's value written in it; NaN cells grey with a dash. Returns the image."""
     array = np.asarray(values, dtype=float)
-    colormap = plt.get_cmap(cmap).copy()
-    colormap.set_bad("#dddddd")
+    colormap = plt.get_cmap(cmap).with_extremes(bad="#dddddd")
     image = ax.imshow(np.ma.masked_invalid(array), cmap=colormap, vmin=vmin, vmax=vmax, aspect="auto")
     size = max(5.0, min(10.0, 100.0 / max(array.shape)))
     for (i, j), value in np.ndenumerate(array):
@@ -258,3 +257,13 @@ def lipschitz_vs_eps_figure(eps, family_estimates: dict, family_errors: dict | N
             "first_order_error": None if not family_errors else
             {k: np.asarray(v, dtype=float).tolist() for k, v in family_errors.items()}}
     return fig, data
+
+
+def topk_singular_values_figure(singular_values, m: int, space: str = "normalized",
+                                title: str = "largest singular values of the Jacobian of the embedding"):
+    """The top k singular values from the matrix-free method (no rank: the rest were not computed)."""
+    sigma = np.asarray(singular_values, dtype=float)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    _plot_spectrum(ax, sigma, None, space)
+    ax.set_title(f"{title}\n({space} input space, top {len(sigma)} of m = {m}; after arXiv:2401.15568 Fig 3)")
+    return fig, {"title": title, "space": space, "m": m, "singular_values": sigma.tolist()}

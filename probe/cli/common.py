@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from probe.errors import ProbeError
 
 
-def add_model_args(parser: argparse.ArgumentParser, default_model: str = "mini-clip") -> None:
-    parser.add_argument("--model", default=default_model,
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None,
                         help="model spec BACKEND:NAME[@WEIGHTS] or preset (see `python -m probe models`); "
-                             f"default {default_model}")
+                             "default: the shipped mini-clip (offline), or tiny where it is absent")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default cpu)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                         help="forward-pass precision; input gradients stay float32")
@@ -18,9 +19,14 @@ def add_model_args(parser: argparse.ArgumentParser, default_model: str = "mini-c
 
 
 def load_encoder_from_args(args: argparse.Namespace):
-    from probe.models import load_encoder
+    """Load --model (or the offline default) and say which weights it holds."""
+    from probe.models import default_spec, load_encoder
 
-    return load_encoder(args.model, device=args.device, dtype=args.dtype)
+    encoder = load_encoder(args.model or default_spec(), device=args.device, dtype=args.dtype)
+    note = " (random weights: the mechanics, not a trained model's meaning)" if encoder.weights.startswith(
+        "random") else ""
+    print(f"model {encoder.spec}, weights {encoder.weights}{note}", file=sys.stderr)
+    return encoder
 
 
 def positive(kind: type, name: str):

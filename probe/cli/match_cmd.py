@@ -66,7 +66,6 @@ def run(args) -> int:
     options = _options(args)
     source, target = images.load_image(args.source), images.load_image(args.target)
     encoder = load_encoder_from_args(args)
-    print(f"model {encoder.spec} with weights {encoder.weights}")
     start = time.perf_counter()
     result = match(encoder, source[None], target[None], mode=args.mode, seed=args.seed,
                    verbose=not args.quiet, **options)
