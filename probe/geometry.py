@@ -80,10 +80,7 @@ def embedding_map(encoder, image: Tensor, space: str = "normalized",
         pixels = encoder.to_model_input(image[None].to(encoder.device, torch.float32))[0]
     if dtype == torch.float64:
         encoder = copy.deepcopy(encoder).double()
-        # embed_normalized casts its output to float32; call the model's own embedding function instead
-        embed = lambda x: encoder._embed_image(encoder.model, x)  # noqa: E731
-    else:
-        embed = encoder.embed_normalized
+    embed = encoder.embed_normalized
     pixels = pixels.to(dtype)
     if space == "pixel":
         return EmbeddingMap(lambda p: embed(encoder.normalize(p)), pixels, space)

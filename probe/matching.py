@@ -393,23 +393,25 @@ def _run(parts: MatchParts, embed, to_pixels, constraint, x0: Tensor, source_pix
         (grad,) = torch.autograd.grad(loss.sum(), x_var)
         with torch.no_grad():
             record = _step_metrics(loss, emb, target, source_emb, to_pixels(x), source_pixels)
-            # NaN/inf anywhere in grad makes its sum non-finite: one reduction, one sync
-            if not bool(torch.isfinite(loss).all() & torch.isfinite(grad.sum())):
+            history.append(record)
+            converged |= parts.stop(record, history[0])
+            # NaN/inf anywhere in grad makes its sum non-finite; read it with the stopping rule: one sync
+            finite = torch.isfinite(loss).all() & torch.isfinite(grad.sum())
+            finite, done = torch.stack([finite, converged.all()]).tolist()
+            if not finite:
                 bad = (~torch.isfinite(loss)).nonzero().flatten().tolist() or "some"
                 raise DivergenceError(f"step {step}: loss or gradient became NaN/inf for sample(s) {bad}; "
                                       f"lower the learning rate (lr={parts.description.get('lr')})")
-            history.append(record)
             if parts.keep_best:
                 improved = loss < best_loss
                 best_loss = torch.where(improved, loss, best_loss)
                 best_x = _where_active(improved, x, best_x)
-            converged |= parts.stop(record, history[0])
             if verbose:
                 bar.set_postfix(loss=f"{float(loss.mean()):.4g}", cos=f"{float(record['cos_to_target'].mean()):.4f}")
             if callback is not None and callback(step, record) is False:
                 cancelled = True
                 break
-            if bool(converged.all()) or step == parts.steps:
+            if done or step == parts.steps:
                 break
             active = ~converged
             x = parts.optimizer.step(x, grad, state, step, active)

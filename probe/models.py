@@ -185,12 +185,14 @@ class Encoder(torch.nn.Module):
         return self.normalize(self.to_model_input(pixels))
 
     def embed_normalized(self, x: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-        """Embedding of already-normalised model input, float32 whatever the compute dtype."""
+        """Embedding of already-normalised model input: float32 under a half-precision compute dtype,
+        float64 for a float64 model and input (geometry's finite differences)."""
         autocast = (torch.autocast(self.device.type, dtype=self.compute_dtype)
                     if self.compute_dtype != torch.float32 else contextlib.nullcontext())
         with autocast:
             emb = self._embed_image(self.model, x)
-        emb = emb.float()
+        if emb.dtype != torch.float64:
+            emb = emb.float()
         return F.normalize(emb, dim=-1) if normalize else emb
 
     def forward(self, pixels: torch.Tensor, normalize: bool = False) -> torch.Tensor:
