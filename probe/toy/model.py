@@ -1,0 +1,83 @@
+"""Architecture of the mini-CLIP and saving it in OpenCLIP's Hub folder layout.
+
+The model is a plain ``open_clip.CLIP`` built from a custom config: a small
+ViT at 64 px and a small text transformer with context length 16 and the
+default (49408-token) BPE tokenizer. The text width is kept at 64 because the
+token embedding dominates the parameter count; weights are saved as float16.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import open_clip
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+IMAGE_SIZE = 64
+CONTEXT_LENGTH = 16
+MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP statistics, the OpenCLIP default
+STD = (0.26862954, 0.26130258, 0.27577711)
+
+MODEL_CFG = {
+    "embed_dim": 64,
+    "vision_cfg": {"image_size": IMAGE_SIZE, "patch_size": 8, "width": 64, "layers": 4, "head_width": 16},
+    "text_cfg": {"context_length": CONTEXT_LENGTH, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 3},
+}
+PREPROCESS_CFG = {
+    "size": IMAGE_SIZE,
+    "mode": "RGB",
+    "mean": list(MEAN),
+    "std": list(STD),
+    "interpolation": "bicubic",
+    "resize_mode": "shortest",
+}
+
+CONFIG_FILE = "open_clip_config.json"
+WEIGHTS_FILE = "open_clip_model.safetensors"
+
+
+def build_model(seed: int) -> open_clip.CLIP:
+    """A freshly initialised mini-CLIP; the initial weights depend only on ``seed``."""
+    torch.manual_seed(seed)
+    return open_clip.CLIP(**MODEL_CFG)
+
+
+def tokenizer() -> open_clip.SimpleTokenizer:
+    """OpenCLIP's default BPE tokenizer with the model's context length."""
+    return open_clip.SimpleTokenizer(context_length=CONTEXT_LENGTH)
+
+
+def images_to_tensor(images: list[Image.Image]) -> torch.Tensor:
+    """Normalise ``IMAGE_SIZE``-pixel RGB images into a batch, like the model's preprocess.
+
+    A fast path for training, where images already have the right size.
+    """
+    batch = np.stack([np.asarray(im, dtype=np.float32) for im in images]) / 255.0
+    if batch.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 3):
+        raise ValueError(f"expected {IMAGE_SIZE}x{IMAGE_SIZE} RGB images, got array shape {batch.shape[1:]}")
+    batch = (batch - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
+    return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()
+
+
+def save_hub_folder(model: open_clip.CLIP, out_dir: str | Path) -> None:
+    """Write ``open_clip_config.json`` and float16 ``open_clip_model.safetensors`` into ``out_dir``.
+
+    The folder loads with ``open_clip.create_model_and_transforms("local-dir:" + out_dir)``.
+    Both files are written to temporary names first and then renamed, so a
+    crash never leaves a half-written model behind.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
+    tmp_weights = out_dir / (WEIGHTS_FILE + ".tmp")
+    save_file(weights, str(tmp_weights))
+    os.replace(tmp_weights, out_dir / WEIGHTS_FILE)
+    config = {"model_cfg": MODEL_CFG, "preprocess_cfg": PREPROCESS_CFG}
+    tmp_config = out_dir / (CONFIG_FILE + ".tmp")
+    tmp_config.write_text(json.dumps(config, indent=2) + "\n")
+    os.replace(tmp_config, out_dir / CONFIG_FILE)

@@ -1,0 +1,182 @@
+"""Tests for the procedural data, the shipped mini-CLIP and its training loop (offline, CPU)."""
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import json
+
+import open_clip
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from probe.toy import MINI_CLIP_DIR, MINI_CLIP_NAME, data, train as train_module
+from probe.toy.__main__ import main
+from probe.toy.evaluate import (
+    centroid_mean_cosine,
+    embed_images,
+    embed_texts,
+    heldout_set,
+    load_model,
+    plain_set,
+    zero_shot_accuracy,
+)
+from probe.toy.model import CONFIG_FILE, WEIGHTS_FILE
+from probe.toy.train import train
+
+_REAL_TRAIN_STEP = train_module._train_step
+REQUIRED = [f"{c} {s}" for c in ("red", "green", "blue", "yellow") for s in ("circle", "square", "triangle", "star")]
+
+
+def _pixels(samples):
+    return [s.image.tobytes() for s in samples]
+
+
+def test_generator_is_deterministic_per_seed():
+    a, b, c = (data.generate_samples(12, seed) for seed in (5, 5, 6))
+    assert _pixels(a) == _pixels(b)
+    assert [s.caption for s in a] == [s.caption for s in b]
+    assert [s.class_index for s in a] == [s.class_index for s in b]
+    assert _pixels(a) != _pixels(c)
+
+
+def test_samples_are_labelled_rgb_images():
+    names = data.class_names()
+    for sample in data.generate_samples(40, 1, image_size=48):
+        assert sample.image.size == (48, 48) and sample.image.mode == "RGB"
+        colour, shape = names[sample.class_index].split()
+        assert colour in sample.caption and shape in sample.caption
+
+
+def test_balanced_sets_cycle_through_classes():
+    samples = data.generate_samples(60, data.EVAL_SEED, balanced=True)
+    assert [s.class_index for s in samples] == list(range(30)) * 2
+
+
+def test_class_names_cover_required_combinations():
+    names = data.class_names()
+    assert set(REQUIRED) <= set(names)
+    assert 24 <= len(names) <= 60 and len(set(names)) == len(names)
+
+
+def test_training_seeds_never_reach_the_heldout_range():
+    assert train_module.batch_seed(train_module.MAX_SEED - 1, train_module.MAX_STEPS - 1) < data.EVAL_SEED
+    with pytest.raises(ValueError, match="held-out"):
+        heldout_set(1, seed=0)
+
+
+def test_bad_arguments_raise_clear_errors():
+    with pytest.raises(ValueError, match="unknown colour"):
+        data.draw_plain_shape("mauve", "circle")
+    with pytest.raises(ValueError, match="unknown shape"):
+        data.draw_plain_shape("red", "blob")
+    with pytest.raises(ValueError, match="seed"):
+        data.generate_samples(3, -1)
+    with pytest.raises(ValueError, match="seed"):
+        train("unused", seed=-1)
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    """Embeddings of held-out and plain images under the shipped and a random-init model."""
+    torch.set_num_threads(1)
+    model, preprocess, tokenizer = load_model(MINI_CLIP_DIR)
+    held_images, held_labels = heldout_set(per_class=10)
+    plain_images, plain_labels = plain_set()
+    random_model, random_preprocess, _ = load_model(MINI_CLIP_DIR, random_init=True)
+    return {
+        "classes": embed_texts(model, tokenizer, data.class_names()),
+        "held": (embed_images(model, preprocess, held_images), held_labels),
+        "plain": (embed_images(model, preprocess, plain_images), plain_labels),
+        "random_held": embed_images(random_model, random_preprocess, held_images),
+    }
+
+
+def test_shipped_folder_loads_through_open_clip_offline():
+    model, _, preprocess = open_clip.create_model_and_transforms(MINI_CLIP_NAME)
+    tokenizer = open_clip.get_tokenizer(MINI_CLIP_NAME)
+    assert tokenizer(["red circle"]).shape == (1, model.context_length)
+    assert preprocess.transforms[0].size in (64, [64], (64, 64))
+    assert next(model.parameters()).dtype == torch.float32
+    size_mb = (MINI_CLIP_DIR / WEIGHTS_FILE).stat().st_size / 2**20
+    assert size_mb <= 10, f"shipped weights are {size_mb:.1f} MB"
+
+
+def test_shipped_model_zero_shot_on_heldout_images(shipped):
+    features, labels = shipped["held"]
+    assert zero_shot_accuracy(features, labels, shipped["classes"]) >= 0.9
+
+
+def test_shipped_model_classifies_plain_pil_shapes(shipped):
+    features, labels = shipped["plain"]
+    assert zero_shot_accuracy(features, labels, shipped["classes"]) >= 0.8
+
+
+def test_shipped_model_spreads_class_centroids(shipped):
+    features, labels = shipped["held"]
+    trained = centroid_mean_cosine(features, labels)
+    random_init = centroid_mean_cosine(shipped["random_held"], labels)
+    assert trained < random_init - 0.3, (trained, random_init)
+
+
+def _count_steps(monkeypatch, interrupt_at=None):
+    """Count training steps; raise KeyboardInterrupt instead of running step ``interrupt_at`` (0-based)."""
+    count = {"n": 0}
+
+    def step(*args, **kwargs):
+        if count["n"] == interrupt_at:
+            raise KeyboardInterrupt
+        count["n"] += 1
+        return _REAL_TRAIN_STEP(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "_train_step", step)
+    return count
+
+
+def _checkpoint(out_dir):
+    return torch.load(out_dir / train_module.CHECKPOINT_FILE, weights_only=True)
+
+
+def test_training_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    settings = dict(seed=3, steps=4, batch=8, checkpoint_every=2, progress=False)
+    train(tmp_path / "straight", **settings)
+
+    _count_steps(monkeypatch, interrupt_at=3)
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path / "resumed", **settings)
+    assert _checkpoint(tmp_path / "resumed")["step"] == 2
+    assert not (tmp_path / "resumed" / WEIGHTS_FILE).exists()
+
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(tmp_path / "resumed", **settings)
+    with pytest.raises(ValueError, match="differs"):
+        train(tmp_path / "resumed", resume=True, **dict(settings, batch=4))
+    count = _count_steps(monkeypatch)
+    train(tmp_path / "resumed", resume=True, **settings)
+    assert count["n"] == 2  # continued from step 2 instead of starting over
+
+    straight, resumed = _checkpoint(tmp_path / "straight"), _checkpoint(tmp_path / "resumed")
+    assert straight["step"] == resumed["step"] == 4
+    assert all(torch.equal(straight["model"][k], resumed["model"][k]) for k in straight["model"])
+    assert load_file(tmp_path / "straight" / WEIGHTS_FILE).keys() == load_file(tmp_path / "resumed" / WEIGHTS_FILE).keys()
+
+
+def test_training_writes_a_loadable_hub_folder(tmp_path):
+    out = tmp_path / "hub"
+    assert main(["train", "--out", str(out), "--steps", "2", "--batch", "4", "--checkpoint", str(tmp_path / "c.pt")]) == 0
+    config = json.loads((out / CONFIG_FILE).read_text())
+    assert config["preprocess_cfg"]["size"] == config["model_cfg"]["vision_cfg"]["image_size"]
+    name = f"local-dir:{out}"
+    model, _, preprocess = open_clip.create_model_and_transforms(name)
+    tokenizer = open_clip.get_tokenizer(name)
+    image = preprocess(data.draw_plain_shape("red", "circle")).unsqueeze(0)
+    with torch.no_grad():
+        assert model.encode_image(image).shape == model.encode_text(tokenizer(["red circle"])).shape
+
+
+def test_cli_reports_bad_arguments(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path), "--steps", "0"]) == 2
+    assert "steps must be" in capsys.readouterr().err
+    assert main(["eval", "--model-dir", str(tmp_path)]) == 2
+    assert "open_clip_config.json" in capsys.readouterr().err
