@@ -18,19 +18,9 @@ def l2(a: Tensor, b: Tensor) -> Tensor:
     return (_flat(a) - _flat(b)).norm(dim=1)
 
 
-def squared_l2(a: Tensor, b: Tensor) -> Tensor:
-    """Squared Euclidean distance per sample (the paper's stopping quantity), shape (N,)."""
-    return (_flat(a) - _flat(b)).pow(2).sum(dim=1)
-
-
 def linf(a: Tensor, b: Tensor) -> Tensor:
     """Largest absolute element difference per sample, shape (N,)."""
     return (_flat(a) - _flat(b)).abs().amax(dim=1)
-
-
-def mean_abs(a: Tensor, b: Tensor) -> Tensor:
-    """Mean absolute element difference per sample, shape (N,)."""
-    return (_flat(a) - _flat(b)).abs().mean(dim=1)
 
 
 def psnr(a: Tensor, b: Tensor, peak: float = 1.0) -> Tensor:

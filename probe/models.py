@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 
 from probe.errors import ModelError, ProbeError
+from probe.toy import MINI_CLIP_DIR
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 CONFIG_DIR = PACKAGE_DIR / "configs"
-MINI_CLIP_DIR = PACKAGE_DIR / "toy" / "mini_clip"
 
 PRESETS: dict[str, tuple[str, str]] = {
     "vit-h-14": ("openclip:ViT-H-14@laion2b_s32b_b79k",
