@@ -70,6 +70,40 @@ def success_matrix_figure(success, source_labels, target_labels,
     return fig, data
 
 
+def budget_sweep_figure(curves: dict, title: str = "matched image classified as the target's class"):
+    """Success rate (top-1 = target class) against the PSNR of the 8-bit matched image, one line per pair
+    set; `curves[name] = [(psnr_db_mean, success_rate), ...]`, one point per budget."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, points in curves.items():
+        psnrs, rates = zip(*sorted(points))
+        ax.plot(psnrs, [100 * r for r in rates], marker="o", label=name)
+    ax.set_xlabel("PSNR of the matched image to its source (dB, higher = less visible)")
+    ax.set_ylabel("target class top-1 (% of pairs)")
+    ax.set_ylim(-2, 102)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig, {"title": title, "curves": {k: [list(p) for p in v] for k, v in curves.items()}}
+
+
+def matched_examples_figure(sources, matched, captions, title: str = "source, matched, difference x 50"):
+    """One row per pair: the source, the matched image and their difference amplified 50x (the paper's
+    Fig 2 scale, grey = no change); `captions[i] = (source caption, matched caption)`."""
+    n = len(sources)
+    fig, axes = plt.subplots(n, 3, figsize=(7.5, 2.5 * n + 0.4), squeeze=False)
+    for row in range(n):
+        src, out = _as_hwc(sources[row]), _as_hwc(matched[row])
+        for col, (image, caption) in enumerate(((src, captions[row][0]), (out, captions[row][1]),
+                                                (0.5 + 50 * (out - src), "difference x 50"))):
+            axes[row, col].imshow(np.clip(image, 0, 1), interpolation="nearest")
+            axes[row, col].set_title(caption, fontsize=8)
+            axes[row, col].axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig, {"title": title, "captions": [list(c) for c in captions]}
+
+
 def _as_hwc(image) -> np.ndarray:
     array = np.asarray(image, dtype=float)
     return array.transpose(1, 2, 0) if array.ndim == 3 and array.shape[0] == 3 else array

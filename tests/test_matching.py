@@ -39,6 +39,24 @@ def test_paper_first_step_equals_hand_computed_gradient_step():
     torch.testing.assert_close(result.images[0].double(), expected, atol=1e-5, rtol=0)
 
 
+def test_normalized_step_equals_hand_computed_rms_normalised_gradient_step():
+    enc = linear_encoder()
+    src, tgt = 0.25 + 0.5 * rand_images(1, seed=1), rand_images(1, seed=2)
+    lr = 0.01
+    result = match(enc, src, tgt, mode="fast", norm="l2", budget=1.0, lr=lr, steps=1, rel_l2_below=0.0)
+    assert result.description["optimizer"] == "normalized"  # the default under an L2 budget
+
+    a = enc.model.weight.detach().double()
+    std = torch.tensor(STD).view(3, 1, 1).double()
+    mean = torch.tensor(MEAN).view(3, 1, 1).double()
+    p0, t = src[0].double(), a @ ((tgt[0].double() - mean) / std).flatten()
+    residual = a @ ((p0 - mean) / std).flatten() - t
+    grad = ((2.0 / a.shape[0]) * a.T @ residual).view(3, 8, 8) / std   # d/dp mean((A norm(p) - t)^2)
+    expected = p0 - lr * grad / grad.square().mean().sqrt()
+    torch.testing.assert_close(result.images[0].double(), expected, atol=1e-6, rtol=0)
+    assert abs(float((result.images[0].double() - p0).square().mean().sqrt()) - lr) < 1e-6
+
+
 def test_paper_mode_drops_distance_on_tiny_vit(tiny_encoder):
     src, tgt = rand_images(1, 224, seed=3), rand_images(1, 224, seed=4)
     result = match(tiny_encoder, src, tgt, mode="paper", lr=100.0, steps=60, l2sq_below=1e-6, cos_above=0.9999)
@@ -47,10 +65,11 @@ def test_paper_mode_drops_distance_on_tiny_vit(tiny_encoder):
     assert not bool(result.converged[0])  # thresholds out of reach: reported honestly
 
 
-@pytest.mark.parametrize("norm,budget", [("linf", 8 / 255), ("l2", 4 / 255)])
-def test_fast_mode_cuts_distance_within_budget_and_box(tiny_encoder, norm, budget):
+@pytest.mark.parametrize("norm,budget,optimizer", [("linf", 8 / 255, "adam"), ("linf", 8 / 255, "sign"),
+                                                   ("l2", 4 / 255, "normalized"), ("l2", 4 / 255, "adam")])
+def test_fast_mode_cuts_distance_within_budget_and_box(tiny_encoder, norm, budget, optimizer):
     src, tgt = rand_images(2, 224, seed=5), rand_images(2, 224, seed=6)
-    result = match(tiny_encoder, src, tgt, mode="fast", steps=80, norm=norm, budget=budget)
+    result = match(tiny_encoder, src, tgt, mode="fast", steps=80, norm=norm, budget=budget, optimizer=optimizer)
     drop = result.final["l2_to_target"] / result.initial["l2_to_target"]
     assert (drop < 0.1).all(), drop
     assert result.images.min() >= 0 and result.images.max() <= 1
@@ -145,6 +164,7 @@ def test_divergence_raises_clear_error():
     ({"mode": "fast", "budget": 0.0}, "budget"),
     ({"mode": "fast", "budget": 2.0}, "budget"),
     ({"mode": "fast", "loss": "hinge"}, "loss"),
+    ({"mode": "fast", "optimizer": "sgd"}, "optimizer"),
     ({"mode": "fast", "unknown": 1}, "unknown"),
 ])
 def test_bad_options_name_the_problem(options, fragment):

@@ -24,9 +24,12 @@ def register(subparsers) -> None:
     p.add_argument("--target", required=True, type=existing_file, help="image whose embedding to take on")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--mode", choices=["paper", "fast"], default="fast",
-                   help="paper: the authors' exact procedure; fast: Adam in pixel space under a budget")
+                   help="paper: the authors' exact procedure; fast: optimise [0,1] pixels under a budget")
     p.add_argument("--steps", type=positive(int, "--steps"), help="iteration cap (paper 15000, fast 300)")
-    p.add_argument("--lr", type=positive(float, "--lr"), help="step size (paper 0.09, fast budget/8)")
+    p.add_argument("--lr", type=positive(float, "--lr"),
+                   help="step size (paper 0.09; fast budget/8, or budget/4 for normalized steps)")
+    p.add_argument("--optimizer", choices=["adam", "sign", "normalized"],
+                   help="fast: update rule (default adam for --norm linf, normalized for --norm l2)")
     p.add_argument("--loss", choices=["mse", "cosine", "l2"], default="mse")
     p.add_argument("--budget", type=float, help="fast: pixel budget in (0,1] (default 8/255); "
                    "paper: optional extra budget (not in the paper)")
@@ -44,12 +47,14 @@ def register(subparsers) -> None:
 def _options(args) -> dict:
     if args.budget is not None and not 0 < args.budget <= 1:
         raise ProbeError(f"--budget must be in (0, 1] ([0,1]-pixel units), got {args.budget}")
+    if args.mode == "paper" and args.optimizer:
+        raise ProbeError("--optimizer is for --mode fast; the paper's procedure is plain gradient descent")
     if args.mode == "paper":
         opts = {"l2sq_below": args.l2sq_below, "cos_above": args.cos_above, "loss": args.loss,
                 "budget": args.budget, "norm": args.norm}
     else:
         opts = {"norm": args.norm, "rel_l2_below": args.rel_l2_below, "loss": args.loss,
-                "resolution": args.resolution}
+                "resolution": args.resolution, "optimizer": args.optimizer}
         if args.budget is not None:
             opts["budget"] = args.budget
     if args.steps is not None:

@@ -1,0 +1,71 @@
+"""The paper's effect on the shipped mini-CLIP: fixed pairs matched under a PSNR floor, rounded, classified."""
+import csv
+import json
+
+import pytest
+import torch
+
+from probe.images import quantize
+from probe.metrics import psnr
+from probe.models import load_encoder
+from probe.toy.__main__ import main
+from probe.toy.data import class_names
+from probe.toy.effect import measure, photo_pairs, psnr_to_rms, shape_pairs
+from probe.zeroshot import text_head
+
+
+@pytest.fixture(scope="module")
+def mini_clip():
+    return load_encoder("mini-clip")
+
+
+def test_psnr_to_rms_lands_on_the_floor_after_rounding():
+    gen = torch.Generator().manual_seed(0)
+    image = quantize(torch.rand(4, 3, 64, 64, generator=gen) * 0.8 + 0.1)
+    noise = torch.randn(image.shape, generator=gen)
+    rms = psnr_to_rms(35.0)
+    noise = noise / noise.flatten(1).square().mean(1).sqrt().view(-1, 1, 1, 1) * rms
+    measured = psnr(quantize(image + noise), image)
+    assert ((measured - 35.0).abs() < 0.1).all(), measured
+
+
+def test_pair_sets_are_fixed_and_pair_different_classes(mini_clip):
+    a, b = photo_pairs(mini_clip, per_photo=3), photo_pairs(mini_clip, per_photo=3)
+    assert a.target_classes == b.target_classes and torch.equal(a.sources, b.sources)
+    assert a.sources.shape == (27, 3, 64, 64) and len(set(a.source_names)) == 9
+    shapes = shape_pairs(mini_clip, n=12)
+    names = class_names()
+    assert all(names.index(s) != t for s, t in zip(shapes.source_names, shapes.target_classes))
+
+
+def test_photos_take_on_target_classes_at_35_db(mini_clip):
+    """The README's number: 9 photos x 5 target classes, RMS budget for 35 dB, 100 steps."""
+    pairs = photo_pairs(mini_clip, per_photo=5, seed=0)
+    head = text_head(mini_clip, class_names())
+    labels = torch.tensor(pairs.target_classes)
+    with torch.no_grad():
+        before = (head.probabilities(mini_clip(pairs.sources)).argmax(1) == labels).float().mean().item()
+    (run,) = measure(mini_clip, pairs, [psnr_to_rms(35.0)], steps=100)
+    assert run["psnr_db_min"] >= 35.0
+    assert before <= 0.1                 # the photos are not already their targets' classes
+    assert run["target_top1"] >= 0.84, run["target_top1"]
+    assert run["target_probability_mean"] >= 0.8
+
+
+def test_cli_writes_the_report(tmp_path, capsys):
+    out = tmp_path / "effect"
+    code = main(["effect", "--out", str(out), "--sets", "shapes", "--pairs", "3", "--steps", "3",
+                 "--psnr", "35,30", "--quiet"])
+    assert code == 0
+    record = json.loads((out / "effect.json").read_text())
+    assert record["weights"].startswith("local:") and record["psnr_floors_db"] == [35.0, 30.0]
+    assert [r["psnr_floor_db"] for r in record["results"]["shapes"]] == [35.0, 30.0]
+    with open(out / "pairs.csv") as f:
+        assert len(list(csv.DictReader(f))) == 6
+    for name in ("effect_vs_psnr.png", "effect_vs_psnr.json", "examples_shapes.png"):
+        assert (out / name).stat().st_size > 0
+
+
+def test_cli_names_a_bad_set(tmp_path, capsys):
+    assert main(["effect", "--out", str(tmp_path), "--sets", "cats", "--quiet"]) == 2
+    assert "sets must be some of" in capsys.readouterr().err
