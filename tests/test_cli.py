@@ -47,6 +47,7 @@ def test_models_lists_presets(capsys):
     (["--budget", "1.5"], "--budget must be in (0, 1]"),
     (["--source", "missing.png"], "no such file: missing.png"),
     (["--device", "tpu"], "device 'tpu'"),
+    (["--mode", "paper", "--optimizer", "adam"], "--optimizer is for --mode fast"),
 ])
 def test_bad_arguments_one_clear_line(tmp_path, capsys, args, fragment):
     options = {"--model": "tiny", "--source": str(CAT), "--target": str(ROCKET), "--out": str(tmp_path),

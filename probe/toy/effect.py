@@ -114,14 +114,14 @@ def psnr_to_rms(psnr_db: float) -> float:
 
 
 def measure(encoder, pair_set: PairSet, budgets_rms: list[float], steps: int = 300, seed: int = 0,
-            verbose: bool = False) -> list[dict]:
+            optimizer: str = "normalized", verbose: bool = False) -> list[dict]:
     """Match every pair once per budget; per budget: success rate, mean target probability, PSNR, rows."""
     head = text_head(encoder, class_names())
     labels = torch.tensor(pair_set.target_classes)
     runs = []
     for budget in budgets_rms:
         result = match(encoder, pair_set.sources, pair_set.targets, mode="fast", norm="l2", budget=budget,
-                       loss="cosine", steps=steps, seed=seed, verbose=verbose)
+                       loss="cosine", steps=steps, optimizer=optimizer, seed=seed, verbose=verbose)
         matched = quantize(result.images)
         with torch.no_grad():
             probabilities = head.probabilities(encoder(matched.to(encoder.device))).cpu()
