@@ -81,7 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     effect.add_argument("--model", default="mini-clip", help="model spec or preset with a text tower (default mini-clip)")
     effect.add_argument("--sets", default="photos,shapes", help="pair sets: photos, shapes or both (default both)")
     effect.add_argument("--psnr", type=float_list, default=[35.0],
-                        help="PSNR floors in dB, comma-separated; one matching run per floor (default 35)")
+                        help="PSNR floors in dB, comma-separated; one matching run per floor, example figures at the "
+                             "first (default 35)")
     effect.add_argument("--steps", type=int, default=300, help="matching steps (default 300)")
     effect.add_argument("--per-photo", type=int, default=5, help="target classes per photo (default 5)")
     effect.add_argument("--pairs", type=int, default=40, help="pairs in the shapes set (default 40)")
