@@ -46,7 +46,8 @@ def main() -> int:
             print(rows[-1], flush=True)
     table = [f"L2 (RMS {budget * 255:.2f}/255, PSNR floor {args.psnr} dB) matching on mini-CLIP, {args.steps} steps, "
              f"cosine loss, 8-bit rounded, device {args.device}", "",
-             "| set | optimiser | lr (x 1/255; normalized: RMS per step, others: per pixel) | target top-1 | mean target prob. | mean cos to target | min PSNR (dB) | seconds |",
+             "| set | optimiser | lr (x 1/255; normalized: RMS per step, others: per pixel) | target top-1 "
+             "| mean target prob. | mean cos to target | min PSNR (dB) | seconds |",
              "|---|---|---|---|---|---|---|---|"]
     table += [f"| {r['set']} ({r['pairs']}) | {r['optimizer']} | {r['lr'] * 255:.2f}/255 | {r['target_top1']:.1%} | "
               f"{r['target_probability_mean']:.3f} | {r['cos_to_target_mean']:.3f} | {r['psnr_db_min']:.2f} | "

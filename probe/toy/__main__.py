@@ -78,7 +78,8 @@ def _parser() -> argparse.ArgumentParser:
 
     effect = commands.add_parser("effect", help="the paper's effect: match fixed pairs, round to 8 bits, classify")
     effect.add_argument("--out", required=True, help="output folder")
-    effect.add_argument("--model", default="mini-clip", help="model spec or preset with a text tower (default mini-clip)")
+    effect.add_argument("--model", default="mini-clip",
+                        help="model spec or preset with a text tower (default mini-clip)")
     effect.add_argument("--sets", default="photos,shapes", help="pair sets: photos, shapes or both (default both)")
     effect.add_argument("--psnr", type=float_list, default=[35.0],
                         help="PSNR floors in dB, comma-separated; one matching run per floor, example figures at the "

@@ -10,7 +10,7 @@ Each source is matched to its target's embedding under a root-mean-square pixel 
 loss, normalised-gradient steps), rounded to 8 bits as a saved PNG would be, then classified zero-shot with
 the model's own text head over all classes. A pair succeeds when the target's class is top-1. PSNR is measured
 between the rounded matched image and the source at the model's input resolution. One call sweeps several
-budgets; ``psnr_to_rms`` turns a PSNR floor into the budget that keeps every image above it.
+budgets; ``psnr_to_rms`` turns a PSNR floor into the budget that lands each rounded image just above it.
 """
 
 from __future__ import annotations
@@ -115,19 +115,20 @@ def psnr_to_rms(psnr_db: float) -> float:
 
 def measure(encoder, pair_set: PairSet, budgets_rms: list[float], steps: int = 300, seed: int = 0,
             optimizer: str = "normalized", verbose: bool = False) -> list[dict]:
-    """Match every pair once per budget; per budget: success rate, mean target probability, PSNR, rows."""
+    """Match every pair once per budget. Per budget: success rate, mean target probability, PSNR, one row per
+    pair, and ``matched``, the 8-bit-rounded matched images (N,3,h,w) on the CPU."""
     head = text_head(encoder, class_names())
     labels = torch.tensor(pair_set.target_classes)
     runs = []
     for budget in budgets_rms:
         result = match(encoder, pair_set.sources, pair_set.targets, mode="fast", norm="l2", budget=budget,
                        loss="cosine", steps=steps, optimizer=optimizer, seed=seed, verbose=verbose)
-        matched = quantize(result.images)
+        matched = quantize(result.images).cpu()
         with torch.no_grad():
             probabilities = head.probabilities(encoder(matched.to(encoder.device))).cpu()
         predicted = probabilities.argmax(1)
         target_probability = probabilities[torch.arange(len(labels)), labels]
-        db = psnr(matched.cpu(), result.sources.cpu())
+        db = psnr(matched, result.sources.cpu())
         runs.append({
             "budget_rms": budget, "budget_rms_255": budget * 255, "steps": steps,
             "target_top1": (predicted == labels).float().mean().item(),
@@ -162,7 +163,8 @@ def run(encoder, out_dir: str | Path, sets: list[str], psnr_floors: list[float],
     budgets = [psnr_to_rms(db) for db in psnr_floors]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    builders = {"photos": lambda: photo_pairs(encoder, per_photo, seed), "shapes": lambda: shape_pairs(encoder, n_shapes, seed)}
+    builders = {"photos": lambda: photo_pairs(encoder, per_photo, seed),
+                "shapes": lambda: shape_pairs(encoder, n_shapes, seed)}
     summary, rows, curves = {}, [], {}
     for name in sets:
         pair_set = builders[name]()
