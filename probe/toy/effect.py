@@ -28,7 +28,7 @@ from probe.images import load_image, quantize
 from probe.matching import match
 from probe.metrics import psnr
 from probe.toy.data import EVAL_SEED, class_names, draw_plain_shape, generate_samples
-from probe.zeroshot import text_head
+from probe.zeroshot import text_head, vision_text_matrix
 
 SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "hubble_deep_field.jpg", "ihc.png",
                   "motorcycle_left.png", "retina.jpg", "rocket.jpg")
@@ -67,14 +67,14 @@ def photo_pairs(encoder, per_photo: int = 5, seed: int = 0) -> PairSet:
     names = class_names()
     if not 1 <= per_photo <= len(names):
         raise ProbeError(f"per_photo must be in [1, {len(names)}], got {per_photo}")
-    size = encoder.input_size
+    side = encoder.input_size[0]
     rng = np.random.default_rng(seed)
     sources, targets, classes, source_names = [], [], [], []
     for path in photo_paths():
         photo = encoder.to_model_input(load_image(path)[None].to(encoder.device))[0].clamp(0, 1).cpu()
         for target in rng.choice(len(names), per_photo, replace=False).tolist():
             sources.append(photo)
-            targets.append(_plain_drawing(names[target], size))
+            targets.append(_plain_drawing(names[target], side))
             classes.append(target)
             source_names.append(path.name)
     return PairSet("photos", torch.stack(sources), torch.stack(targets), classes, source_names)
@@ -85,8 +85,8 @@ def shape_pairs(encoder, n: int = 40, seed: int = 0) -> PairSet:
     names = class_names()
     if n < 1:
         raise ProbeError(f"n must be >= 1, got {n}")
-    size = encoder.input_size[0]
-    images = [TF.to_tensor(s.image) for s in generate_samples(len(names), EVAL_SEED + seed, image_size=size,
+    side = encoder.input_size[0]
+    images = [TF.to_tensor(s.image) for s in generate_samples(len(names), EVAL_SEED + seed, image_size=side,
                                                               balanced=True)]
     rng = np.random.default_rng(seed)
     pairs = [tuple(rng.choice(len(names), 2, replace=False).tolist()) for _ in range(n)]
@@ -94,9 +94,9 @@ def shape_pairs(encoder, n: int = 40, seed: int = 0) -> PairSet:
                    [b for _, b in pairs], [names[a] for a, _ in pairs])
 
 
-def _plain_drawing(class_name: str, size: tuple[int, int]) -> torch.Tensor:
+def _plain_drawing(class_name: str, side: int) -> torch.Tensor:
     colour, shape = class_name.split()
-    return TF.to_tensor(draw_plain_shape(colour, shape, image_size=size[0]))
+    return TF.to_tensor(draw_plain_shape(colour, shape, image_size=side))
 
 
 ROUNDING_RMS = 0.5 / 255  # rounding to 8 bits moves a pixel by at most half a level
@@ -117,15 +117,15 @@ def measure(encoder, pair_set: PairSet, budgets_rms: list[float], steps: int = 3
             optimizer: str = "normalized", verbose: bool = False) -> list[dict]:
     """Match every pair once per budget. Per budget: success rate, mean target probability, PSNR, one row per
     pair, and ``matched``, the 8-bit-rounded matched images (N,3,h,w) on the CPU."""
-    head = text_head(encoder, class_names())
+    names = class_names()
+    head = text_head(encoder, names)
     labels = torch.tensor(pair_set.target_classes)
     runs = []
     for budget in budgets_rms:
         result = match(encoder, pair_set.sources, pair_set.targets, mode="fast", norm="l2", budget=budget,
                        loss="cosine", steps=steps, optimizer=optimizer, seed=seed, verbose=verbose)
         matched = quantize(result.images).cpu()
-        with torch.no_grad():
-            probabilities = head.probabilities(encoder(matched.to(encoder.device))).cpu()
+        probabilities = vision_text_matrix(encoder, head, matched)
         predicted = probabilities.argmax(1)
         target_probability = probabilities[torch.arange(len(labels)), labels]
         db = psnr(matched, result.sources.cpu())
@@ -136,7 +136,7 @@ def measure(encoder, pair_set: PairSet, budgets_rms: list[float], steps: int = 3
             "psnr_db_mean": db.mean().item(), "psnr_db_min": db.min().item(),
             "cos_to_target_mean": result.final["cos_to_target"].mean().item(),
             "settings": result.description,
-            "pairs": [{"source": s, "target": class_names()[t], "predicted": class_names()[p],
+            "pairs": [{"source": s, "target": names[t], "predicted": names[p],
                        "target_probability": float(q), "psnr_db": float(d)}
                       for s, t, p, q, d in zip(pair_set.source_names, labels.tolist(), predicted.tolist(),
                                                target_probability, db)],
@@ -146,9 +146,9 @@ def measure(encoder, pair_set: PairSet, budgets_rms: list[float], steps: int = 3
 
 
 def run(encoder, out_dir: str | Path, sets: list[str], psnr_floors: list[float], steps: int = 300,
-        per_photo: int = 5, n_shapes: int = 40, seed: int = 0, verbose: bool = True, report: bool = True) -> dict:
+        per_photo: int = 5, n_shapes: int = 40, seed: int = 0, verbose: bool = True) -> dict:
     """Measure every set at every PSNR floor and write effect.json, pairs.csv and the figures to ``out_dir``.
-    ``verbose`` shows progress bars, ``report`` prints one line per set and floor.
+    Prints one line per set and floor; ``verbose`` adds progress bars.
 
     effect.json is written last: its presence means the run finished.
     """
@@ -171,11 +171,10 @@ def run(encoder, out_dir: str | Path, sets: list[str], psnr_floors: list[float],
         runs = measure(encoder, pair_set, budgets, steps=steps, seed=seed, verbose=verbose)
         for floor, result in zip(psnr_floors, runs):
             rows += [{"set": name, "psnr_floor_db": floor, **pair} for pair in result["pairs"]]
-            if report:
-                print(f"{name:7s} PSNR floor {floor:5.1f} dB (RMS {result['budget_rms_255']:.2f}/255): target top-1 "
-                      f"{result['target_top1']:.1%} of {len(pair_set.target_classes)} pairs, mean target probability "
-                      f"{result['target_probability_mean']:.3f}, PSNR mean {result['psnr_db_mean']:.2f} "
-                      f"min {result['psnr_db_min']:.2f} dB")
+            print(f"{name:7s} PSNR floor {floor:5.1f} dB (RMS {result['budget_rms_255']:.2f}/255): target top-1 "
+                  f"{result['target_top1']:.1%} of {len(pair_set.target_classes)} pairs, mean target probability "
+                  f"{result['target_probability_mean']:.3f}, PSNR mean {result['psnr_db_mean']:.2f} "
+                  f"min {result['psnr_db_min']:.2f} dB")
         first = runs[0]
         n = len(pair_set.target_classes)
         show = list(range(0, n, max(1, n // 4)))[:4]  # spread over the set: different sources
