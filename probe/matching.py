@@ -250,12 +250,13 @@ def paper_parts(lr: float = 0.09, l2sq_below: float = 16.0, cos_above: float = 0
                 loss: str = "mse", budget: float | None = None, norm: str = "linf") -> MatchParts:
     """The authors' procedure. `budget` (not in the paper) adds a [0,1]-pixel budget on top."""
     _check_common(lr, steps, loss)
-    return MatchParts(space="normalized", loss=LOSSES[loss], optimizer=GradientDescent(lr), constraint=None,
+    constraint = budget_constraint(norm, budget) if budget is not None else None
+    return MatchParts(space="normalized", loss=LOSSES[loss], optimizer=GradientDescent(lr), constraint=constraint,
                       stop=PaperStop(l2sq_below, cos_above), steps=steps,
                       description={"mode": "paper", "loss": loss, "optimizer": "gradient descent", "lr": lr,
                                    "constraint": "clamp to the original's global [min, max] (normalised space)"
-                                   + (f" + {norm} budget {budget} in pixels" if budget else ""),
-                                   "budget": budget, "norm": norm if budget else None,
+                                   + (f" + {norm} budget {budget} in pixels" if budget is not None else ""),
+                                   "budget": budget, "norm": norm if budget is not None else None,
                                    "stop": f"l2^2 < {l2sq_below} and cos > {cos_above}", "max_steps": steps})
 
 

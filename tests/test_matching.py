@@ -65,6 +65,22 @@ def test_paper_mode_drops_distance_on_tiny_vit(tiny_encoder):
     assert not bool(result.converged[0])  # thresholds out of reach: reported honestly
 
 
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_paper_mode_extra_budget_is_enforced(tiny_encoder, norm):
+    """A budget a quarter of the change the unconstrained run makes is held, and the distance still drops."""
+    src, tgt = rand_images(1, 224, seed=3), rand_images(1, 224, seed=4)
+    options = dict(mode="paper", lr=100.0, steps=20, l2sq_below=1e-6, cos_above=0.9999)
+
+    def size(images):
+        delta = (images - src).flatten(1)
+        return float(delta.abs().amax(1) if norm == "linf" else delta.pow(2).mean(1).sqrt())
+
+    budget = size(match(tiny_encoder, src, tgt, **options).images) / 4
+    held = match(tiny_encoder, src, tgt, budget=budget, norm=norm, **options)
+    assert size(held.images) <= budget + 1e-6
+    assert held.final["l2_to_target"][0] < held.initial["l2_to_target"][0]
+
+
 @pytest.mark.parametrize("norm,budget,optimizer", [("linf", 8 / 255, "adam"), ("linf", 8 / 255, "sign"),
                                                    ("l2", 4 / 255, "normalized"), ("l2", 4 / 255, "adam")])
 def test_fast_mode_cuts_distance_within_budget_and_box(tiny_encoder, norm, budget, optimizer):
