@@ -162,6 +162,14 @@ def test_training_resumes_to_the_same_weights(tmp_path, monkeypatch):
     assert load_file(tmp_path / "straight" / WEIGHTS_FILE).keys() == load_file(tmp_path / "resumed" / WEIGHTS_FILE).keys()
 
 
+def test_data_workers_give_the_same_weights(tmp_path):
+    settings = dict(seed=2, steps=3, batch=6, progress=False)
+    train(tmp_path / "inline", **settings)
+    train(tmp_path / "workers", workers=2, **settings)
+    inline, workers = _checkpoint(tmp_path / "inline"), _checkpoint(tmp_path / "workers")
+    assert all(torch.equal(inline["model"][k], workers["model"][k]) for k in inline["model"])
+
+
 def test_training_writes_a_loadable_hub_folder(tmp_path):
     out = tmp_path / "hub"
     assert main(["train", "--out", str(out), "--steps", "2", "--batch", "4", "--checkpoint", str(tmp_path / "c.pt")]) == 0
@@ -178,5 +186,9 @@ def test_training_writes_a_loadable_hub_folder(tmp_path):
 def test_cli_reports_bad_arguments(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path), "--steps", "0"]) == 2
     assert "steps must be" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path), "--workers", "-1"]) == 2
+    assert "workers must be" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path), "--device", "tpu"]) == 2
+    assert "device 'tpu'" in capsys.readouterr().err
     assert main(["eval", "--model-dir", str(tmp_path)]) == 2
     assert "open_clip_config.json" in capsys.readouterr().err

@@ -39,7 +39,8 @@ def test_pair_sets_are_fixed_and_pair_different_classes(mini_clip):
 
 
 def test_photos_take_on_target_classes_at_35_db(mini_clip):
-    """The README's number: 9 photos x 5 target classes, RMS budget for 35 dB, 100 steps."""
+    """The issue's bar on the photo set (9 photos x 5 target classes): >= 95% of pairs classified as the target
+    at PSNR >= 35 dB. 100 steps give the README's 300-step rate (95.6%, every success with p > 0.55)."""
     pairs = photo_pairs(mini_clip, per_photo=5, seed=0)
     head = text_head(mini_clip, class_names())
     labels = torch.tensor(pairs.target_classes)
@@ -48,7 +49,7 @@ def test_photos_take_on_target_classes_at_35_db(mini_clip):
     (run,) = measure(mini_clip, pairs, [psnr_to_rms(35.0)], steps=100)
     assert run["psnr_db_min"] >= 35.0
     assert before <= 0.1                 # the photos are not already their targets' classes
-    assert run["target_top1"] >= 0.84, run["target_top1"]
+    assert run["target_top1"] >= 0.95, run["target_top1"]
     assert run["target_probability_mean"] >= 0.8
 
 

@@ -17,7 +17,8 @@ def main(argv: list[str] | None = None) -> int:
             from probe.toy.train import train
 
             train(args.out, seed=args.seed, steps=args.steps, batch=args.batch, lr=args.lr,
-                  threads=args.threads, resume=args.resume, checkpoint=args.checkpoint,
+                  weight_decay=args.weight_decay, threads=args.threads, workers=args.workers,
+                  device=args.device, resume=args.resume, checkpoint=args.checkpoint,
                   checkpoint_every=args.checkpoint_every)
         elif args.command == "eval":
             _print_eval(args.model_dir, args.per_class)
@@ -67,7 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--steps", type=int, default=3000, help="optimisation steps (default 3000)")
     train.add_argument("--batch", type=int, default=64, help="batch size (default 64)")
     train.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 2e-3)")
+    train.add_argument("--weight-decay", type=float, default=0.1,
+                       help="AdamW weight decay on weight matrices (default 0.1)")
     train.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    train.add_argument("--workers", type=int, default=0,
+                       help="processes generating data (default 0: in the training process; on a GPU use ~8)")
+    train.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default cpu)")
     train.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     train.add_argument("--checkpoint", help="checkpoint path (default OUT/checkpoint.pt)")
     train.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints (default 100)")

@@ -38,6 +38,7 @@ SIZES = {"small": (0.22, 0.25), "medium": (0.26, 0.29), "large": (0.30, 0.33)}
 BACKGROUNDS = ("plain", "gradient", "noisy", "striped", "checkered")
 TEXTURES = ("solid", "striped", "spotted", "shaded")
 MAX_ROTATION = 15  # degrees either way from upright
+OPACITY = (0.3, 1.0)  # range of the shape's opacity over its background: faint shapes too
 # Shape centres sit near one of 3 x 3 anchors (fractions of the side), named by position words.
 POSITION_ANCHORS = {0.25: ("top", "left"), 0.5: ("", ""), 0.75: ("bottom", "right")}
 POSITION_JITTER = 0.04
@@ -79,6 +80,15 @@ def generate_samples(n: int, seed: int, *, image_size: int = 64, balanced: bool 
         class_index = i % n_classes if balanced else int(rng.integers(n_classes))
         samples.append(_random_sample(rng, class_index, image_size))
     return samples
+
+
+def generate_batch(n: int, seed: int, image_size: int = 64) -> tuple[np.ndarray, list[str]]:
+    """``generate_samples(n, seed)`` as one uint8 (n, side, side, 3) array and the captions.
+
+    Cheap to send between processes: training's data workers return this.
+    """
+    samples = generate_samples(n, seed, image_size=image_size)
+    return np.stack([np.asarray(s.image) for s in samples]), [s.caption for s in samples]
 
 
 def draw_plain_shape(colour: str, shape: str, size: str = "medium", image_size: int = 64) -> Image.Image:
@@ -134,6 +144,9 @@ def _random_sample(rng: np.random.Generator, class_index: int, image_size: int) 
     rgb = _random_colour(rng, colour)
     image = _background(rng, background, image_size, rgb)
     mask = _shape_mask(shape, cx, cy, radius, angle, image_size, hard_edges=rng.random() < 0.25)
+    opacity = rng.uniform(*OPACITY)
+    if opacity < 1:
+        mask = mask.point(lambda v: round(v * opacity))
     image.paste(_texture(rng, texture, rgb, image_size), (0, 0), mask)
 
     attributes = {

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import open_clip
 import torch
-from PIL import Image
 from safetensors.torch import save_file
 
 IMAGE_SIZE = 64
@@ -25,7 +24,7 @@ STD = (0.26862954, 0.26130258, 0.27577711)
 
 MODEL_CFG = {
     "embed_dim": 64,
-    "vision_cfg": {"image_size": IMAGE_SIZE, "patch_size": 8, "width": 64, "layers": 4, "head_width": 16},
+    "vision_cfg": {"image_size": IMAGE_SIZE, "patch_size": 4, "width": 64, "layers": 4, "head_width": 16},
     "text_cfg": {"context_length": CONTEXT_LENGTH, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 3},
 }
 PREPROCESS_CFG = {
@@ -52,14 +51,14 @@ def tokenizer() -> open_clip.SimpleTokenizer:
     return open_clip.SimpleTokenizer(context_length=CONTEXT_LENGTH)
 
 
-def images_to_tensor(images: list[Image.Image]) -> torch.Tensor:
-    """Normalise ``IMAGE_SIZE``-pixel RGB images into a batch, like the model's preprocess.
+def pixels_to_tensor(pixels: np.ndarray) -> torch.Tensor:
+    """Normalise a uint8 (N, ``IMAGE_SIZE``, ``IMAGE_SIZE``, 3) batch like the model's preprocess.
 
     A fast path for training, where images already have the right size.
     """
-    batch = np.stack([np.asarray(im, dtype=np.float32) for im in images]) / 255.0
-    if batch.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 3):
-        raise ValueError(f"expected {IMAGE_SIZE}x{IMAGE_SIZE} RGB images, got array shape {batch.shape[1:]}")
+    if pixels.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 3):
+        raise ValueError(f"expected {IMAGE_SIZE}x{IMAGE_SIZE} RGB images, got array shape {pixels.shape[1:]}")
+    batch = pixels.astype(np.float32) / 255.0
     batch = (batch - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
     return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()
 

@@ -9,17 +9,23 @@ seed and thread count, resuming gives the same weights as never stopping.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import math
+import multiprocessing
 import os
+import signal
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import open_clip
 import torch
 from tqdm import tqdm
 
-from probe.toy.data import EVAL_SEED, generate_samples
-from probe.toy.model import build_model, images_to_tensor, save_hub_folder, tokenizer
+from probe.models import resolve_device
+from probe.toy.data import EVAL_SEED, generate_batch
+from probe.toy.model import build_model, pixels_to_tensor, save_hub_folder, tokenizer
 
 MAX_STEPS = 10**6
 MAX_SEED = EVAL_SEED // MAX_STEPS  # keeps every batch seed below the held-out range
@@ -48,26 +54,33 @@ def train(
     steps: int = 3000,
     batch: int = 64,
     lr: float = 2e-3,
+    weight_decay: float = 0.1,
     threads: int = 1,
+    workers: int = 0,
     resume: bool = False,
     checkpoint: str | Path | None = None,
     checkpoint_every: int = 100,
     progress: bool = True,
+    device: str = "cpu",
 ) -> open_clip.CLIP:
     """Train a mini-CLIP and write it to ``out_dir`` in OpenCLIP's Hub layout.
 
     ``checkpoint`` defaults to ``out_dir/checkpoint.pt``. Without ``resume`` an
     existing checkpoint is an error, so a finished or running job is never
-    overwritten by accident.
+    overwritten by accident. ``device`` runs the model there; data is always
+    generated on the CPU, by ``workers`` processes (0: in this one), which is
+    what bounds the speed on a GPU. Workers are spawned, so a script that calls
+    this with ``workers`` > 0 needs an ``if __name__ == "__main__":`` guard.
     """
-    settings = {"seed": seed, "steps": steps, "batch": batch, "lr": lr}
-    _check_settings(settings, threads, checkpoint_every)
+    settings = {"seed": seed, "steps": steps, "batch": batch, "lr": lr, "weight_decay": weight_decay}
+    _check_settings(settings, threads, checkpoint_every, workers)
     out_dir = Path(out_dir)
     ckpt_path = Path(checkpoint) if checkpoint else out_dir / CHECKPOINT_FILE
     torch.set_num_threads(threads)
+    device = resolve_device(device)
 
-    model = build_model(seed)
-    optimizer = _optimizer(model, lr)
+    model = build_model(seed).to(device)
+    optimizer = _optimizer(model, lr, weight_decay)
     start = _load_checkpoint(ckpt_path, model, optimizer, settings) if resume else 0
     if not resume and ckpt_path.exists():
         raise FileExistsError(f"checkpoint {ckpt_path} already exists; pass --resume to continue it or delete it")
@@ -77,21 +90,44 @@ def train(
     model.train()
     started = time.monotonic()
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="train", disable=not progress)
-    for step in bar:
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, steps, lr)
-        samples = generate_samples(batch, batch_seed(seed, step))
-        loss = _train_step(model, optimizer, loss_fn, tok, samples)
-        bar.set_postfix(loss=f"{loss:.3f}", scale=f"{model.logit_scale.exp().item():.1f}")
-        if (step + 1) % checkpoint_every == 0 or step + 1 == steps:
-            _save_checkpoint(ckpt_path, model, optimizer, settings, step + 1)
-    save_hub_folder(model, out_dir)
+    with contextlib.closing(_batches(seed, batch, start, steps, workers)) as batches:
+        for step, (pixels, captions) in zip(bar, batches):
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, steps, lr)
+            loss = _train_step(model, optimizer, loss_fn, tok, pixels, captions, device)
+            bar.set_postfix(loss=f"{loss:.3f}", scale=f"{model.logit_scale.exp().item():.1f}")
+            if (step + 1) % checkpoint_every == 0 or step + 1 == steps:
+                _save_checkpoint(ckpt_path, model, optimizer, settings, step + 1)
+    save_hub_folder(model.cpu(), out_dir)
     if progress:
         print(f"trained steps {start}..{steps} in {time.monotonic() - started:.0f} s; model written to {out_dir}")
     return model.eval()
 
 
-def _check_settings(settings: dict, threads: int, checkpoint_every: int) -> None:
+def _batches(seed: int, batch: int, start: int, steps: int, workers: int):
+    """Yield (uint8 pixels, captions) of training batches ``start .. steps-1`` in order.
+
+    With ``workers`` > 0 they are generated in that many processes (which leave Ctrl-C to this one), at
+    most two per worker ahead.
+    """
+    if workers == 0:
+        yield from (generate_batch(batch, batch_seed(seed, step)) for step in range(start, steps))
+        return
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
+    pending = collections.deque()
+    try:
+        for step in range(start, steps):
+            pending.append(pool.submit(generate_batch, batch, batch_seed(seed, step)))
+            if len(pending) > 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+def _check_settings(settings: dict, threads: int, checkpoint_every: int, workers: int) -> None:
     if not 0 <= settings["seed"] < MAX_SEED:
         raise ValueError(f"seed must be in [0, {MAX_SEED}), got {settings['seed']}")
     if not 1 <= settings["steps"] <= MAX_STEPS:
@@ -100,25 +136,26 @@ def _check_settings(settings: dict, threads: int, checkpoint_every: int) -> None
         raise ValueError(f"batch must be >= 2 (contrastive loss needs negatives), got {settings['batch']}")
     if settings["lr"] <= 0:
         raise ValueError(f"lr must be > 0, got {settings['lr']}")
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
-    if checkpoint_every < 1:
-        raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+    lower_bounds = (("weight_decay", settings["weight_decay"], 0), ("threads", threads, 1), ("workers", workers, 0),
+                    ("checkpoint_every", checkpoint_every, 1))
+    for name, value, low in lower_bounds:
+        if value < low:
+            raise ValueError(f"{name} must be >= {low}, got {value}")
 
 
-def _optimizer(model: torch.nn.Module, lr: float) -> torch.optim.AdamW:
+def _optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
     """AdamW (fused: much faster on CPU) with weight decay on matrices only, not gains and biases."""
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-6, fused=True)
 
 
-def _train_step(model, optimizer, loss_fn, tok, samples: list) -> float:
-    """One optimisation step on a batch of samples; returns the loss."""
-    images = images_to_tensor([s.image for s in samples])
-    texts = tok([s.caption for s in samples])
+def _train_step(model, optimizer, loss_fn, tok, pixels, captions: list[str], device) -> float:
+    """One optimisation step on a batch of uint8 images and their captions; returns the loss."""
+    images = pixels_to_tensor(pixels).to(device)
+    texts = tok(captions).to(device)
     image_features, text_features, logit_scale = model(images, texts)
     loss = loss_fn(image_features, text_features, logit_scale)
     optimizer.zero_grad(set_to_none=True)
