@@ -3,9 +3,10 @@ and the effect on the two fixed pair sets of `probe.toy.effect`.
 
 Each variant changes a few knobs of the recipe (model config, data generator, weight decay, seed) against
 the baseline it lists, trains 3000 steps (`probe.toy.train.train`, data generated in the training process),
-then measures zero-shot accuracy (`probe.toy.evaluate.evaluate`, held-out images from the generator with
-opaque shapes, so all variants are scored on one set) and the share of pairs whose 8-bit matched image takes
-the target's class at PSNR floors 35 and 40 dB (300 steps). Variants run in parallel processes, one CPU
+then measures zero-shot accuracy (`probe.toy.evaluate.evaluate`) and the share of pairs whose 8-bit matched
+image takes the target's class at PSNR floors 35 and 40 dB (300 steps). Both use the generator with opaque
+shapes, so every variant is scored on the same held-out images and the same shape pairs (`python -m
+probe.toy effect` uses the current generator, faint shapes included, so its shapes numbers differ). Variants run in parallel processes, one CPU
 thread each; on a GPU a variant takes ~5 min (bound by data generation). Usage:
 
     python benchmarks/sweep_mini_clip.py --device cuda [--variants base,faint3_p4] [--jobs 14] [--out DIR]
@@ -74,6 +75,28 @@ def run_variant(name: str, device: str, out_root: Path, steps: int = 3000, effec
     return row
 
 
+def run_all(names: list[str], args) -> list[dict]:
+    """Run every variant in its own process, ``args.jobs`` at a time; stop them all if one fails."""
+    rows, running = [], []
+    try:
+        for name in names + [None] * args.jobs:
+            while len(running) >= args.jobs or (name is None and running):
+                variant, proc = running.pop(0)
+                out, _ = proc.communicate()
+                if proc.returncode != 0:
+                    raise SystemExit(f"variant {variant} failed (exit {proc.returncode}); see its output above")
+                rows.append(json.loads(out.strip().splitlines()[-1]))
+                print(f"{variant}: done", file=sys.stderr, flush=True)
+            if name:
+                command = [sys.executable, __file__, "--variant", name, "--device", args.device, "--out", args.out,
+                           "--steps", str(args.steps), "--effect-steps", str(args.effect_steps)]
+                running.append((name, subprocess.Popen(command, stdout=subprocess.PIPE, text=True)))
+    finally:
+        for _, proc in running:
+            proc.kill()
+    return rows
+
+
 def markdown(record: dict) -> str:
     lines = [f"# mini-CLIP recipe sweep ({record['device']})", "", record["note"], "",
              f"Command: `{record['command']}`", "",
@@ -110,23 +133,19 @@ def main() -> int:
         unknown = sorted(set(names) - set(VARIANTS))
         if unknown:
             parser.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
-        rows, running = [], []
-        for name in names + [None] * args.jobs:
-            while len(running) >= args.jobs or (name is None and running):
-                proc = running.pop(0)
-                out, _ = proc.communicate()
-                rows.append(json.loads(out.strip().splitlines()[-1]))
-                print(f"{rows[-1]['name']}: done", file=sys.stderr, flush=True)
-            if name:
-                running.append(subprocess.Popen([sys.executable, __file__, "--variant", name, "--device", args.device,
-                                                 "--out", args.out, "--steps", str(args.steps),
-                                                 "--effect-steps", str(args.effect_steps)],
-                                                stdout=subprocess.PIPE, text=True))
+        if args.jobs < 1:
+            parser.error("--jobs must be >= 1")
+        existing = [n for n in names if (Path(args.out) / n).exists()]
+        if existing:
+            parser.error(f"{args.out} already holds {existing}; remove them or pass another --out")
+        rows = run_all(names, args)
         import torch
 
         device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
         write_json(RESULTS / "mini_clip_sweep.json",
                    provenance(device=device, note=args.note, command=" ".join(sys.argv), rows=rows))
+    if not (RESULTS / "mini_clip_sweep.json").is_file():
+        parser.error(f"no {RESULTS / 'mini_clip_sweep.json'} to render; run the sweep first")
     record = json.loads((RESULTS / "mini_clip_sweep.json").read_text())
     text = markdown(record)
     write_bytes(RESULTS / "mini_clip_sweep.md", text.encode())

@@ -162,12 +162,20 @@ def test_training_resumes_to_the_same_weights(tmp_path, monkeypatch):
     assert load_file(tmp_path / "straight" / WEIGHTS_FILE).keys() == load_file(tmp_path / "resumed" / WEIGHTS_FILE).keys()
 
 
-def test_data_workers_give_the_same_weights(tmp_path):
-    settings = dict(seed=2, steps=3, batch=6, progress=False)
+def test_data_workers_give_the_same_weights(tmp_path, monkeypatch):
+    """Six steps with one worker keep more batches pending than the pool's look-ahead (the steady state), and a
+    run interrupted without workers and resumed with them ends where an uninterrupted inline run does."""
+    settings = dict(seed=2, steps=6, batch=6, checkpoint_every=3, progress=False)
     train(tmp_path / "inline", **settings)
-    train(tmp_path / "workers", workers=2, **settings)
-    inline, workers = _checkpoint(tmp_path / "inline"), _checkpoint(tmp_path / "workers")
-    assert all(torch.equal(inline["model"][k], workers["model"][k]) for k in inline["model"])
+    train(tmp_path / "workers", workers=1, **settings)
+    _count_steps(monkeypatch, interrupt_at=4)
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path / "resumed", **settings)
+    monkeypatch.setattr(train_module, "_train_step", _REAL_TRAIN_STEP)
+    train(tmp_path / "resumed", resume=True, workers=1, **settings)
+    inline = _checkpoint(tmp_path / "inline")
+    for other in (_checkpoint(tmp_path / "workers"), _checkpoint(tmp_path / "resumed")):
+        assert all(torch.equal(inline["model"][k], other["model"][k]) for k in inline["model"])
 
 
 def test_training_writes_a_loadable_hub_folder(tmp_path):

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from probe.models import resolve_device
 from probe.toy.data import EVAL_SEED, generate_batch
-from probe.toy.model import build_model, pixels_to_tensor, save_hub_folder, tokenizer
+from probe.toy.model import MODEL_CFG, build_model, pixels_to_tensor, save_hub_folder, tokenizer
 
 MAX_STEPS = 10**6
 MAX_SEED = EVAL_SEED // MAX_STEPS  # keeps every batch seed below the held-out range
@@ -71,8 +71,10 @@ def train(
     generated on the CPU, by ``workers`` processes (0: in this one), which is
     what bounds the speed on a GPU. Workers are spawned, so a script that calls
     this with ``workers`` > 0 needs an ``if __name__ == "__main__":`` guard.
+    Returns the trained model, on the CPU, in eval mode.
     """
-    settings = {"seed": seed, "steps": steps, "batch": batch, "lr": lr, "weight_decay": weight_decay}
+    settings = {"seed": seed, "steps": steps, "batch": batch, "lr": lr, "weight_decay": weight_decay,
+                "model_cfg": MODEL_CFG}
     _check_settings(settings, threads, checkpoint_every, workers)
     out_dir = Path(out_dir)
     ckpt_path = Path(checkpoint) if checkpoint else out_dir / CHECKPOINT_FILE
@@ -139,7 +141,7 @@ def _check_settings(settings: dict, threads: int, checkpoint_every: int, workers
     lower_bounds = (("weight_decay", settings["weight_decay"], 0), ("threads", threads, 1), ("workers", workers, 0),
                     ("checkpoint_every", checkpoint_every, 1))
     for name, value, low in lower_bounds:
-        if value < low:
+        if not value >= low:  # also refuses NaN
             raise ValueError(f"{name} must be >= {low}, got {value}")
 
 
@@ -183,8 +185,11 @@ def _load_checkpoint(path: Path, model, optimizer, settings: dict) -> int:
     if state["settings"] != settings:
         raise ValueError(
             f"checkpoint {path} was written with {state['settings']}, which differs from {settings}; "
-            "resume with the same --seed/--steps/--batch/--lr"
+            "resume with the same --seed/--steps/--batch/--lr/--weight-decay and model config"
         )
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise ValueError(f"checkpoint {path} does not fit this model: {str(err).splitlines()[0]}") from err
     optimizer.load_state_dict(state["optimizer"])
     return state["step"]
