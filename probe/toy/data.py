@@ -82,12 +82,12 @@ def generate_samples(n: int, seed: int, *, image_size: int = 64, balanced: bool 
     return samples
 
 
-def generate_batch(n: int, seed: int, image_size: int = 64) -> tuple[np.ndarray, list[str]]:
-    """``generate_samples(n, seed)`` as one uint8 (n, side, side, 3) array and the captions.
+def generate_batch(n: int, seed: int) -> tuple[np.ndarray, list[str]]:
+    """``generate_samples(n, seed)`` as one uint8 (n, 64, 64, 3) array and the captions.
 
     Cheap to send between processes: training's data workers return this.
     """
-    samples = generate_samples(n, seed, image_size=image_size)
+    samples = generate_samples(n, seed)
     return np.stack([np.asarray(s.image) for s in samples]), [s.caption for s in samples]
 
 
