@@ -2,16 +2,17 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-requirements
+STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv app bench
+.PHONY: demo test venv bench
 venv: $(STAMP)
 
-$(STAMP): requirements.txt
+# The package and its test extras, with requirements.txt (the pinned Space list) as constraints.
+$(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -r requirements.txt
-	cp requirements.txt $(STAMP)
+	$(BIN)/python -m pip install -q -c requirements.txt -e ".[dev]"
+	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m probe match --source examples/cat.png --target examples/rocket.png --out out/demo

@@ -14,11 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from probe.models import load_encoder  # noqa: E402
-from probe.results import provenance, write_bytes, write_json  # noqa: E402
-from probe.toy.effect import measure, photo_pairs, psnr_to_rms, shape_pairs  # noqa: E402
+from probe.models import load_encoder
+from probe.results import provenance, write_bytes, write_json
+from probe.toy.effect import measure, photo_pairs, psnr_to_rms, shape_pairs
 
 OPTIMIZERS = ("normalized", "adam", "sign")
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -3,10 +3,10 @@ and the effect on the two fixed pair sets of `probe.toy.effect`.
 
 Each variant changes a few knobs of the recipe (model config, data generator, weight decay, seed) against
 the baseline it lists, trains 3000 steps (`probe.toy.train.train`, data generated in the training process),
-then measures zero-shot accuracy (`probe.toy.evaluate.evaluate`) and the share of pairs whose 8-bit matched
+then measures zero-shot accuracy (`probe.toy.quality.model_quality`) and the share of pairs whose 8-bit matched
 image takes the target's class at PSNR floors 35 and 40 dB (300 steps). Both use the generator with opaque
 shapes, so every variant is scored on the same held-out images and the same shape pairs (`python -m
-probe.toy effect` uses the current generator, faint shapes included, so its shapes numbers differ). Variants run in parallel processes, one CPU
+probe effect` uses the current generator, faint shapes included, so its shapes numbers differ). Variants run in parallel processes, one CPU
 thread each; on a GPU a variant takes ~5 min (bound by data generation). Usage:
 
     python benchmarks/sweep_mini_clip.py --device cuda [--variants base,faint3_p4] [--jobs 14] [--out DIR]
@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
 
 # The recipe before this sweep: patch 8, opaque shapes (OPACITY (1, 1)), min. contrast 90, weight decay 0.1.
@@ -58,15 +57,15 @@ def run_variant(name: str, device: str, out_root: Path, steps: int = 3000, effec
     out = out_root / name
     start = time.monotonic()
     train(out, seed=knobs.get("seed", 0), steps=steps, weight_decay=knobs.get("wd", 0.1), device=device,
-          progress=False, checkpoint_every=10**6)
+          checkpoint_every=10**6)
     train_s = time.monotonic() - start
 
     from probe.models import load_encoder
     from probe.toy.effect import measure, photo_pairs, psnr_to_rms, shape_pairs
-    from probe.toy.evaluate import evaluate
+    from probe.toy.quality import model_quality
 
     data.OPACITY, data._MIN_CONTRAST, data.BACKGROUNDS = (1.0, 1.0), 90.0, backgrounds
-    row = {"name": name, "knobs": knobs, "train_s": train_s, **evaluate(out)}
+    row = {"name": name, "knobs": knobs, "train_s": train_s, **model_quality(out)}
     encoder = load_encoder(f"openclip:local-dir:{out}", device=device)
     for pairs in (photo_pairs(encoder), shape_pairs(encoder)):
         runs = measure(encoder, pairs, [psnr_to_rms(db) for db in FLOORS_DB], steps=effect_steps)

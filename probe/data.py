@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from probe.errors import ProbeError
-from probe.images import decode_image, load_image, resize
+from probe.images import decode_image, load_image
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 LAYOUTS = ("auto", "folder", "imagefolder", "parquet", "disk", "hub")
@@ -39,28 +39,16 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.images)
 
-    def stack(self, size: tuple[int, int]) -> torch.Tensor:
-        """All images as one batch (N,3,h,w): centre-cropped to the aspect of `size`, then resized."""
-        return torch.stack([fit(img, size) for img in self.images])
+    def at_model_input(self, encoder) -> torch.Tensor:
+        """All images as one batch (N,3,h,w) at the model's input size, through the encoder's own resize
+        and centre crop (the route every matching run takes to model resolution)."""
+        with torch.no_grad():
+            return torch.cat([encoder.to_model_input(img[None].to(encoder.device, torch.float32)).clamp(0, 1)
+                              for img in self.images])
 
     def describe(self) -> dict:
         """What a result records about its images."""
         return {"source": self.source, "classes": self.class_names, "labels": self.labels, "images": self.names}
-
-
-def fit(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Centre crop (3,H,W) to the aspect ratio of `size`, then resize to it (bicubic, antialiased)."""
-    h, w = image.shape[-2:]
-    th, tw = size
-    if w * th > h * tw:
-        new_w = max(1, round(h * tw / th))
-        left = (w - new_w) // 2
-        image = image[..., left:left + new_w]
-    else:
-        new_h = max(1, round(w * th / tw))
-        top = (h - new_h) // 2
-        image = image[..., top:top + new_h, :]
-    return resize(image, size)
 
 
 # --- named sets ----------------------------------------------------------------------------------

@@ -25,9 +25,9 @@ from typing import Callable
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from tqdm import tqdm
 
 from probe.errors import ProbeError
+from probe.progress import Progress, check, within
 
 Tensor = torch.Tensor
 EmbedFn = Callable[[Tensor], Tensor]
@@ -176,13 +176,14 @@ def auto_chunk_size(f: EmbedFn, x0: Tensor, m: int) -> int:
 
 @torch.no_grad()  # torch.func transforms still differentiate; this keeps weights out of it
 def jacobian(f: EmbedFn, x0: Tensor, chunk_size: int | None = None, attention: str = "auto",
-             progress: bool = False) -> Tensor:
+             progress: Progress | None = None) -> Tensor:
     """Exact Jacobian (m, n) of f at x0 (n = x0.numel()), one row per embedding dimension.
 
     One forward pass is saved; its VJP is vmapped over chunks of rows of the identity and written
     into a preallocated J, so the extra memory is one chunk's backward (chunk_size: None picks it
     from the free memory). attention: `math` (plain matmuls, batches under vmap), `default` (the
-    fused kernels), or `auto` (the faster one for the device, see AUTO_ATTENTION)."""
+    fused kernels), or `auto` (the faster one for the device, see AUTO_ATTENTION). `progress` hears
+    ("jacobian", rows done, m); returning False raises `probe.progress.Cancelled`."""
     y0 = _check_point(f, x0)
     m, n = y0.numel(), x0.numel()
     if chunk_size is not None and chunk_size < 1:
@@ -193,9 +194,11 @@ def jacobian(f: EmbedFn, x0: Tensor, chunk_size: int | None = None, attention: s
         _, vjp_fn = torch.func.vjp(_single(f), x0)
         batched = torch.func.vmap(lambda u: vjp_fn(u)[0])
         eye = torch.eye(m, dtype=y0.dtype, device=x0.device)
-        for start in tqdm(range(0, m, chunk), desc="Jacobian", unit="chunk", disable=not progress):
+        check(progress, "jacobian", 0, m)
+        for start in range(0, m, chunk):
             rows = eye[start:start + chunk]
             J[start:start + chunk] = batched(rows).reshape(len(rows), n)
+            check(progress, "jacobian", min(start + chunk, m), m)
     return J
 
 
@@ -349,7 +352,7 @@ def _ritz(Q: Tensor, AQ: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
 @torch.no_grad()
 def topk_spectrum(f: EmbedFn, x0: Tensor, k: int = 1, tol: float = 1e-3, block: int | None = None,
                   max_products: int | None = None, seed: int = 0, mode: str = "auto",
-                  rtol: float | None = None, progress: bool = False) -> Spectrum:
+                  rtol: float | None = None, progress: Progress | None = None) -> Spectrum:
     """Top-k singular values/vectors of J from products only (J never formed): block Krylov
     (Lanczos with full reorthogonalisation) on the m x m operator J J^T, each step one batched VJP
     and one batched JVP. Keeps J^T q for every Krylov vector q (n floats each) to form V at the end.
@@ -357,7 +360,8 @@ def topk_spectrum(f: EmbedFn, x0: Tensor, k: int = 1, tol: float = 1e-3, block: 
     Stops when every top-k Ritz pair has residual ||J J^T y - theta y|| <= tol * sigma_1^2, which
     bounds each sigma_i^2 error by tol * sigma_1^2 (so sigma_1 is within ~tol/2, relative).
     block: vectors per step (default min(k, 8)); max_products caps the work (default 4 m). The
-    numerical rank (tolerance rtol * sigma_1) is known only when the Krylov space reached all m dims."""
+    numerical rank (tolerance rtol * sigma_1) is known only when the Krylov space reached all m dims.
+    `progress` hears ("krylov", products so far, max_products, {sigma_1, residual})."""
     y0 = _check_point(f, x0)
     m = y0.numel()
     if not 1 <= k <= m:
@@ -370,7 +374,7 @@ def topk_spectrum(f: EmbedFn, x0: Tensor, k: int = 1, tol: float = 1e-3, block: 
     start = time.perf_counter()
     Q = _orthonormalize(torch.randn(m, block, generator=gen, dtype=torch.float64), None)
     Qall, AQall, JTQall = Q[:, :0], Q[:, :0], []
-    with math_attention(), tqdm(desc="Krylov", unit="step", disable=not progress) as bar:
+    with math_attention():
         lin = Linearized(f, x0, mode)
         while True:
             JTQ = lin.jt(Q.T)
@@ -380,8 +384,8 @@ def topk_spectrum(f: EmbedFn, x0: Tensor, k: int = 1, tol: float = 1e-3, block: 
             kk = min(k, Qall.shape[1])
             theta, S, residual = _ritz(Qall, AQall, kk)
             relative = float(residual.max() / theta[0]) if theta[0] > 0 else 0.0
-            bar.update(1)
-            bar.set_postfix(sigma1=f"{float(theta[0].clamp_min(0).sqrt()):.4g}", residual=f"{relative:.1e}")
+            check(progress, "krylov", lin.products, max_products,
+                  {"sigma_1": float(theta[0].clamp_min(0).sqrt()), "residual": relative})
             converged = kk == k and relative <= tol
             complete = Qall.shape[1] >= m
             if converged or complete or lin.products >= max_products:
@@ -444,7 +448,7 @@ def displacement_direction(delta: Tensor, shape: tuple[int, ...]) -> Tensor:
 
 
 def optimized_directions(f: EmbedFn, x0: Tensor, eps: float, count: int = 8, steps: int = 20,
-                         seed: int = 0, progress: bool = False) -> tuple[Tensor, Tensor]:
+                         seed: int = 0, progress: Progress | None = None) -> tuple[Tensor, Tensor]:
     """Unit directions maximising ||f(x0 + eps v) - f(x0)|| for the fixed step eps, from `count`
     seeded Gaussian starts. Each step moves v to the normalised gradient of that squared change
     (for a linear map exactly a power iteration on J^T J). Returns the best directions (count, *shape)
@@ -456,7 +460,8 @@ def optimized_directions(f: EmbedFn, x0: Tensor, eps: float, count: int = 8, ste
     f0 = _check_point(f, x0).detach()
     V = gaussian_directions(tuple(x0.shape), count, seed, x0.dtype, x0.device)
     best, best_value = V.clone(), torch.zeros(count, dtype=torch.float64, device=x0.device)
-    for _ in tqdm(range(steps + 1), desc="optimise directions", unit="step", disable=not progress):
+    for step in range(steps + 1):
+        check(progress, "optimize directions", step, steps + 1)
         Vg = V.detach().requires_grad_(True)
         with torch.enable_grad():
             change = (f(x0 + eps * Vg) - f0).pow(2).sum(dim=1)
@@ -509,7 +514,7 @@ def directional_derivatives(f: EmbedFn, x0: Tensor, directions: Tensor, jacobian
 
 def lipschitz_estimates(f: EmbedFn, x0: Tensor, directions: Tensor, eps: list[float],
                         jacobian_matrix: Tensor | None = None, batch_size: int = 16,
-                        progress: bool = False) -> LipschitzEstimates:
+                        progress: Progress | None = None) -> LipschitzEstimates:
     """Directional Lipschitz estimates along unit `directions` (d, *shape) over the eps grid, batched.
 
     Differences are taken in float64 arithmetic, but a float32 map rounds its outputs to ~1e-7
@@ -526,7 +531,8 @@ def lipschitz_estimates(f: EmbedFn, x0: Tensor, directions: Tensor, eps: list[fl
     pairs = [(i, j) for i in range(d) for j in range(e)]
     change = torch.empty(d, e, f0.numel(), dtype=torch.float64, device=f0.device)
     steps = torch.tensor(eps, dtype=torch.float64, device=f0.device)
-    for s in tqdm(range(0, len(pairs), batch_size), desc="Lipschitz", unit="batch", disable=not progress):
+    for s in range(0, len(pairs), batch_size):
+        check(progress, "lipschitz", s, len(pairs))
         idx = pairs[s:s + batch_size]
         rows = torch.tensor([i for i, _ in idx], device=x0.device)
         cols = torch.tensor([j for _, j in idx], device=x0.device)
@@ -534,6 +540,7 @@ def lipschitz_estimates(f: EmbedFn, x0: Tensor, directions: Tensor, eps: list[fl
         with torch.no_grad():
             out = f(x0 + step * directions[rows]).double()
         change[rows, cols] = out - f0
+    check(progress, "lipschitz", len(pairs), len(pairs))
     estimates = change.norm(dim=2) / steps
     first_order = (change - steps[None, :, None] * jv[:, None, :]).norm(dim=2)
     return LipschitzEstimates(eps, estimates.cpu(), first_order.cpu(), jv.norm(dim=1).cpu())
@@ -558,7 +565,7 @@ def lipschitz_study(emap: EmbeddingMap, families: tuple[str, ...] = FAMILIES, sa
                     eps: list[float] = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0), seed: int = 0,
                     estimate_map: EmbeddingMap | None = None, optimize_eps: float = 0.1,
                     optimize_steps: int = 20, chunk_size: int | None = None, displacement: Tensor | None = None,
-                    progress: bool = False) -> LipschitzStudy:
+                    progress: Progress | None = None) -> LipschitzStudy:
     """Exact J at the image, then `samples` directions of each family and their estimates.
 
     J, its spectrum and the optimised directions use `emap`; the estimates use `estimate_map` when
@@ -572,6 +579,8 @@ def lipschitz_study(emap: EmbeddingMap, families: tuple[str, ...] = FAMILIES, sa
     eps = check_eps(list(eps))
     shape = tuple(emap.x0.shape)
     J = jacobian(emap.f, emap.x0, chunk_size=chunk_size, progress=progress)
+    if not torch.isfinite(J).all():
+        raise ProbeError("the Jacobian at this image is not finite")
     spectrum = exact_spectrum(J, shape, vectors=samples)
     if "singular" in families and spectrum.right is None:
         raise ProbeError("the Jacobian is zero at this image: there are no singular directions")
@@ -591,7 +600,7 @@ def lipschitz_study(emap: EmbeddingMap, families: tuple[str, ...] = FAMILIES, sa
     if displacement is not None:
         chosen["displacement"] = displacement_direction(displacement.to(emap.x0), shape)
     results = {name: lipschitz_estimates(target.f, target.x0, V.to(target.x0.dtype), eps, J,
-                                         progress=progress)
+                                         progress=within(progress, name))
                for name, V in chosen.items()}
     frob = float(spectrum.singular_values.pow(2).sum().sqrt()) / math.sqrt(spectrum.n)
     return LipschitzStudy(spectrum, results, optimized_values, frob)

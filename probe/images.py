@@ -33,8 +33,8 @@ def _to_rgb_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB")).astype(np.float32) / 255.0
 
 
-def decode_image(data: bytes, name: str = "image") -> torch.Tensor:
-    """Encoded image bytes -> float tensor (3,H,W) in [0,1]."""
+def _open(data: bytes, name: str) -> Image.Image:
+    """Encoded bytes -> a decoded PIL image (mode and orientation as stored), or a clear ImageError."""
     if not data:
         raise ImageError(f"{name}: the file is empty")
     with warnings.catch_warnings():
@@ -42,10 +42,8 @@ def decode_image(data: bytes, name: str = "image") -> torch.Tensor:
         old_limit = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = MAX_PIXELS
         try:
-            with Image.open(io.BytesIO(data)) as img:
-                img.load()
-                img = ImageOps.exif_transpose(img)
-                arr = _to_rgb_array(img)
+            img = Image.open(io.BytesIO(data))
+            img.load()
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
             raise ImageError(f"{name}: refused, more than {MAX_PIXELS:,} pixels (decompression bomb?)") from err
         except UnidentifiedImageError as err:
@@ -54,39 +52,56 @@ def decode_image(data: bytes, name: str = "image") -> torch.Tensor:
             raise ImageError(f"{name}: damaged or truncated image ({err})") from err
         finally:
             Image.MAX_IMAGE_PIXELS = old_limit
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
+    if img.width == 0 or img.height == 0:
         raise ImageError(f"{name}: the image has no pixels")
-    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+    return img
 
 
-def load_image(path: str | Path) -> torch.Tensor:
-    """Read an image file (any common format and mode) as a float tensor (3,H,W) in [0,1]."""
+def decode_image(data: bytes, name: str = "image") -> torch.Tensor:
+    """Encoded image bytes -> float tensor (3,H,W) in [0,1] (EXIF orientation applied)."""
+    return from_pil(ImageOps.exif_transpose(_open(data, name)))
+
+
+def from_pil(img: Image.Image) -> torch.Tensor:
+    """A PIL image of any mode -> float tensor (3,H,W) in [0,1]; alpha is composited on white."""
+    return torch.from_numpy(np.ascontiguousarray(_to_rgb_array(img).transpose(2, 0, 1)))
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """(3,H,W) in [0,1] -> an 8-bit RGB PIL image (what a saved PNG of it holds)."""
+    return Image.fromarray(to_uint8(image))
+
+
+def open_pil(path: str | Path) -> Image.Image:
+    """An image file as PIL opened it, unconverted: what the authors' code handed to the model's transform."""
+    return _open(_read(path), str(path))
+
+
+def _read(path: str | Path) -> bytes:
     path = Path(path)
     if not path.exists():
         raise ImageError(f"{path}: no such file")
     if path.is_dir():
         raise ImageError(f"{path}: is a folder, not an image file")
-    return decode_image(path.read_bytes(), name=str(path))
+    return path.read_bytes()
 
 
-def load_images(paths: list[str | Path], size: tuple[int, int] | None = None) -> torch.Tensor:
-    """Several image files as one batch (N,3,H,W). Different sizes need `size` (bicubic resize)."""
-    images = [load_image(p) for p in paths]
-    if size is not None:
-        images = [resize(img, size) for img in images]
-    shapes = {tuple(img.shape) for img in images}
-    if len(shapes) > 1:
-        raise ImageError(f"images have different sizes {sorted(shapes)}; pass a common size")
-    return torch.stack(images)
+def load_image(path: str | Path) -> torch.Tensor:
+    """Read an image file (any common format and mode) as a float tensor (3,H,W) in [0,1]."""
+    return decode_image(_read(path), name=str(path))
 
 
-def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bicubic, antialiased resize of one (3,H,W) image, clamped to [0,1]."""
-    if tuple(image.shape[-2:]) == tuple(size):
+def fit_pixel_count(image: torch.Tensor, max_pixels: int) -> torch.Tensor:
+    """Images (...,3,H,W) with more than `max_pixels` pixels, scaled down (aspect kept, bicubic, antialiased)
+    to fit; smaller ones unchanged."""
+    h, w = image.shape[-2:]
+    if h * w <= max_pixels:
         return image
-    out = torch.nn.functional.interpolate(image[None], size=size, mode="bicubic", antialias=True,
-                                          align_corners=False)[0]
-    return out.clamp(0, 1)
+    scale = (max_pixels / (h * w)) ** 0.5
+    size = (max(1, int(h * scale)), max(1, int(w * scale)))
+    batch = image if image.dim() == 4 else image[None]
+    out = torch.nn.functional.interpolate(batch, size=size, mode="bicubic", antialias=True, align_corners=False)
+    return (out if image.dim() == 4 else out[0]).clamp(0, 1)
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -102,17 +117,10 @@ def quantize(images: torch.Tensor) -> torch.Tensor:
 
 def encode_png(image: torch.Tensor) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(to_uint8(image)).save(buf, format="PNG")
+    to_pil(image).save(buf, format="PNG")
     return buf.getvalue()
 
 
 def save_png(image: torch.Tensor, path: str | Path) -> Path:
     """Write one (3,H,W) [0,1] image as an 8-bit PNG, atomically."""
     return write_bytes(path, encode_png(image))
-
-
-def embedding_of_png(encoder, path: str | Path) -> torch.Tensor:
-    """The embedding of an image as re-read from disk (the paper evaluates saved PNGs)."""
-    image = load_image(path).to(encoder.device)
-    with torch.no_grad():
-        return encoder(image[None])[0]

@@ -8,10 +8,12 @@ The loop is built from small parts that compose (like lucent's render loop):
 - an **optimiser** with per-sample state (plain gradient descent as the paper, Adam, sign steps);
 - a **stopping rule** evaluated per sample (the paper's two thresholds, or a relative L2 cut).
 
-`paper_parts` reproduces the authors' procedure exactly: plain gradient descent in the model's normalised
-input space on the MSE of raw embeddings, clamped to the original's global min/max, stopping when both the
-squared L2 distance and the cosine pass their thresholds. `fast_parts` works in [0,1] pixel space with Adam,
-a cosine-decayed step, an L-inf (or L2) budget and the best iterate kept.
+The two modes are settings values (frozen dataclasses with `to_dict()`). `PaperSettings` reproduces the
+authors' procedure exactly: starting from the model's own (PIL) preprocessing of the image, plain gradient
+descent in the model's normalised input space on the MSE of raw embeddings, clamped to the original's global
+min/max, stopping when both the squared L2 distance and the cosine pass their thresholds. `FastSettings`
+works in [0,1] pixel space (at the source's resolution by default) with Adam, a cosine-decayed step, an
+L-inf (or L2) budget and the best iterate kept.
 
 Every step is recorded (closeness to the target, drift from the source's own embedding, pixel change), the
 graph is rebuilt each step (nothing kept across steps), and NaN/inf stops the run with a clear error.
@@ -21,14 +23,15 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Callable, Protocol
 
 import torch
-from tqdm.auto import tqdm
 
 from probe import metrics
 from probe.errors import DivergenceError, ProbeError
+from probe.images import fit_pixel_count
+from probe.progress import Progress, report, within
 
 Tensor = torch.Tensor
 
@@ -114,13 +117,9 @@ def _in_pixel_space(constraint, encoder, x0: Tensor) -> Callable[[Tensor, Tensor
 
 
 def budget_constraint(norm: str, eps: float) -> Callable[[Tensor, Tensor], Tensor]:
-    if not 0 < eps <= 1:
-        raise ProbeError(f"budget must be in (0, 1] (a [0,1]-pixel distance), got {eps}")
-    if norm == "linf":
-        return LinfBall(eps)
-    if norm == "l2":
-        return L2Ball(eps)
-    raise ProbeError(f"norm must be 'linf' or 'l2', got {norm!r}")
+    _check_budget(eps)
+    _check_norm(norm)
+    return LinfBall(eps) if norm == "linf" else L2Ball(eps)
 
 # --- optimisers: per-sample state, frozen samples stay put ---------------------------------------
 
@@ -228,12 +227,13 @@ class RelativeStop:
     def __call__(self, m: dict[str, Tensor], initial: dict[str, Tensor]) -> Tensor:
         return m["l2_to_target"] <= self.fraction * initial["l2_to_target"]
 
-# --- the parts of a run, and the two modes --------------------------------------------------------
+# --- the parts of a run ---------------------------------------------------------------------------
 
 
 @dataclass
 class MatchParts:
-    """Everything that defines a matching run besides the model and the images."""
+    """Everything that defines a matching run besides the model and the images (build your own to try a new
+    loss, constraint, optimiser or stopping rule; the settings below build the two modes)."""
 
     space: str                     # "normalized": optimise the model input (paper); "pixel": [0,1] pixels
     loss: Callable[[Tensor, Tensor], Tensor]
@@ -243,65 +243,161 @@ class MatchParts:
     steps: int
     keep_best: bool = False
     resolution: str = "model"      # pixel space only: "model" input size, or "source" size
-    description: dict = field(default_factory=dict)
+    max_pixels: int | None = None  # pixel space at source size: larger sources are scaled down to this
 
 
-def paper_parts(lr: float = 0.09, l2sq_below: float = 16.0, cos_above: float = 0.96, steps: int = 15000,
-                loss: str = "mse", budget: float | None = None, norm: str = "linf") -> MatchParts:
-    """The authors' procedure. `budget` (not in the paper) adds a [0,1]-pixel budget on top."""
-    _check_common(lr, steps, loss)
-    constraint = budget_constraint(norm, budget) if budget is not None else None
-    return MatchParts(space="normalized", loss=LOSSES[loss], optimizer=GradientDescent(lr), constraint=constraint,
-                      stop=PaperStop(l2sq_below, cos_above), steps=steps,
-                      description={"mode": "paper", "loss": loss, "optimizer": "gradient descent", "lr": lr,
-                                   "constraint": "clamp to the original's global [min, max] (normalised space)"
-                                   + (f" + {norm} budget {budget} in pixels" if budget is not None else ""),
-                                   "budget": budget, "norm": norm if budget is not None else None,
-                                   "stop": f"l2^2 < {l2sq_below} and cos > {cos_above}", "max_steps": steps})
+# --- settings: the two modes as values ----------------------------------------------------------------
+
+MAX_MATCH_PIXELS = 1024 * 1024  # source-resolution matching scales larger images down to about 1 megapixel
 
 
-def fast_parts(budget: float = 8 / 255, norm: str = "linf", lr: float | None = None, steps: int = 300,
-               rel_l2_below: float = 0.01, loss: str = "mse", optimizer: str | None = None,
-               resolution: str = "model") -> MatchParts:
-    """Adam (L-inf) or normalised-gradient steps (L2) in [0,1] pixel space under a budget, best iterate kept.
+@dataclass(frozen=True)
+class PaperSettings:
+    """The authors' procedure, exactly: plain gradient descent (lr) on the MSE of raw embeddings in the model's
+    normalised input space, every element clamped to the original's global [min, max], stopping when the
+    squared L2 distance < l2sq_below AND cosine > cos_above, at most `steps`; the last iterate is the result.
+    The start is the model's own (PIL) preprocessing of the 8-bit image, as the authors' code fed the model.
+    `budget` (not in the paper) adds a [0,1]-pixel budget in `norm` on top."""
 
-    `optimizer`: "adam", "sign" or "normalized"; by default "adam" for L-inf and "normalized" for L2
-    (benchmarks/bench_l2_optimizers.py: on the mini-CLIP at 35 dB, 100% of pairs reach the target class
-    with normalised steps, 89-90% with Adam).
-    Default `lr`: budget/8 for Adam and sign steps, budget/4 (RMS per step) for normalised steps.
-    """
-    constraint = budget_constraint(norm, budget)
-    optimizer = optimizer or ("normalized" if norm == "l2" else "adam")
-    lr = lr if lr is not None else budget / (4 if optimizer == "normalized" else 8)
-    _check_common(lr, steps, loss)
-    if resolution not in ("model", "source"):
-        raise ProbeError(f"resolution must be 'model' or 'source', got {resolution!r}")
-    optimizers = {"adam": Adam(lr, steps), "sign": SteepestDescent(lr, steps, "linf"),
-                  "normalized": SteepestDescent(lr, steps, "l2")}
-    if optimizer not in optimizers:
-        raise ProbeError(f"optimizer must be one of {sorted(optimizers)}, got {optimizer!r}")
-    return MatchParts(space="pixel", loss=LOSSES[loss], optimizer=optimizers[optimizer], constraint=constraint,
-                      stop=RelativeStop(rel_l2_below), steps=steps, keep_best=True, resolution=resolution,
-                      description={"mode": "fast", "loss": loss, "optimizer": optimizer, "lr": lr,
-                                   "lr_schedule": "cosine decay to 5%", "constraint": f"{norm} <= {budget} "
-                                   "in [0,1] pixels (l2: root-mean-square), and the [0,1] box", "budget": budget, "norm": norm,
-                                   "stop": f"l2 <= {rel_l2_below} x initial l2", "max_steps": steps,
-                                   "resolution": resolution, "keeps": "best iterate (lowest loss)"})
+    lr: float = 0.09
+    l2sq_below: float = 16.0
+    cos_above: float = 0.96
+    steps: int = 15000
+    loss: str = "mse"
+    budget: float | None = None
+    norm: str = "linf"
+
+    mode = "paper"
+
+    def __post_init__(self):
+        _check_common(self.lr, self.steps, self.loss)
+        _check_norm(self.norm)
+        if self.budget is not None:
+            _check_budget(self.budget)
+
+    def parts(self) -> MatchParts:
+        constraint = budget_constraint(self.norm, self.budget) if self.budget is not None else None
+        return MatchParts(space="normalized", loss=LOSSES[self.loss], optimizer=GradientDescent(self.lr),
+                          constraint=constraint, stop=PaperStop(self.l2sq_below, self.cos_above), steps=self.steps)
+
+    def to_dict(self) -> dict:
+        return {"mode": self.mode, **asdict(self), "optimizer": "gradient descent",
+                "constraint": "clamp to the original's global [min, max] (normalised space)"
+                + (f" + {self.norm} <= {self.budget:.6g} in [0,1] pixels" if self.budget is not None else ""),
+                "stop": f"l2^2 < {self.l2sq_below:g} and cos > {self.cos_above:g}", "keeps": "last iterate"}
+
+
+@dataclass(frozen=True)
+class FastSettings:
+    """Our fast mode: [0,1] pixels under an L-inf (or root-mean-square L2) budget and the [0,1] box, Adam
+    (L-inf) or normalised-gradient steps (L2) with a cosine-decayed step size, stopping when the L2 distance
+    to the target is at most `rel_l2_below` of its start; the best iterate is the result.
+
+    `resolution`: "source" optimises the source's own pixels (scaled down to `max_pixels` when larger),
+    "model" the model's input size. `optimizer`: "adam", "sign" or "normalized" (default: adam for linf,
+    normalized for l2). `lr`: default budget/8 (adam, sign) or budget/4 (normalized, RMS per step)."""
+
+    budget: float = 8 / 255
+    norm: str = "linf"
+    lr: float | None = None
+    steps: int = 300
+    rel_l2_below: float = 0.01
+    loss: str = "mse"
+    optimizer: str | None = None
+    resolution: str = "source"
+    max_pixels: int = MAX_MATCH_PIXELS
+
+    mode = "fast"
+
+    def __post_init__(self):
+        _check_budget(self.budget)
+        _check_norm(self.norm)
+        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
+            raise ProbeError(f"optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.resolution not in ("model", "source"):
+            raise ProbeError(f"resolution must be 'model' or 'source', got {self.resolution!r}")
+        if not (isinstance(self.max_pixels, int) and self.max_pixels >= 1):
+            raise ProbeError(f"max_pixels must be a positive integer, got {self.max_pixels!r}")
+        _check_common(self.step_size, self.steps, self.loss)
+
+    @property
+    def update_rule(self) -> str:
+        return self.optimizer or ("normalized" if self.norm == "l2" else "adam")
+
+    @property
+    def step_size(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        return self.budget / (4 if self.update_rule == "normalized" else 8)
+
+    def parts(self) -> MatchParts:
+        lr, steps = self.step_size, self.steps
+        optimizer = {"adam": lambda: Adam(lr, steps), "sign": lambda: SteepestDescent(lr, steps, "linf"),
+                     "normalized": lambda: SteepestDescent(lr, steps, "l2")}[self.update_rule]()
+        return MatchParts(space="pixel", loss=LOSSES[self.loss], optimizer=optimizer,
+                          constraint=budget_constraint(self.norm, self.budget), stop=RelativeStop(self.rel_l2_below),
+                          steps=steps, keep_best=True, resolution=self.resolution, max_pixels=self.max_pixels)
+
+    def to_dict(self) -> dict:
+        return {"mode": self.mode, **asdict(self), "optimizer": self.update_rule, "lr": self.step_size,
+                "lr_schedule": "cosine decay to 5%",
+                "constraint": f"{self.norm} <= {self.budget:.6g} in [0,1] pixels"
+                              + (" (root-mean-square)" if self.norm == "l2" else "") + " and the [0,1] box",
+                "stop": f"l2 <= {self.rel_l2_below:g} x initial l2", "keeps": "best iterate (lowest loss)"}
+
+
+Settings = PaperSettings | FastSettings
+OPTIMIZERS = ("adam", "sign", "normalized")
+MODES = {"paper": PaperSettings, "fast": FastSettings}
+
+
+def settings_for(mode: str, **options) -> Settings:
+    """`settings_for("fast", budget=4/255)`: the settings of a mode by name, with a clear error for unknown
+    modes and options."""
+    if mode not in MODES:
+        raise ProbeError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    known = {f.name for f in fields(MODES[mode])}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ProbeError(f"{mode} mode has no option {', '.join(unknown)} (options: {', '.join(sorted(known))})")
+    return MODES[mode](**options)
+
+
+def settings_from_dict(record: dict) -> Settings:
+    """Settings from their `to_dict()` (repro configs, resume checks); derived keys are ignored."""
+    mode = record.get("mode")
+    if mode not in MODES:
+        raise ProbeError(f"settings need 'mode' in {list(MODES)}, got {mode!r}")
+    known = {f.name for f in fields(MODES[mode])}
+    return MODES[mode](**{k: v for k, v in record.items() if k in known})
 
 
 def _check_common(lr: float, steps: int, loss: str) -> None:
-    if not (lr > 0 and math.isfinite(lr)):
+    if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
         raise ProbeError(f"lr must be a positive number, got {lr}")
     if not (isinstance(steps, int) and steps >= 1):
         raise ProbeError(f"steps must be an integer >= 1, got {steps}")
     if loss not in LOSSES:
         raise ProbeError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
 
+
+def _check_budget(budget: float) -> None:
+    if not (isinstance(budget, (int, float)) and 0 < budget <= 1):
+        raise ProbeError(f"budget must be in (0, 1] (a [0,1]-pixel distance), got {budget}")
+
+
+def _check_norm(norm: str) -> None:
+    if norm not in ("linf", "l2"):
+        raise ProbeError(f"norm must be 'linf' or 'l2', got {norm!r}")
+
 # --- the loop -------------------------------------------------------------------------------------
 
 
 @dataclass
 class MatchResult:
+    """A batch of matched images and everything recorded on the way (tensors; `probe.experiments` turns one
+    pair into a JSON-ready record)."""
+
     images: Tensor                  # (N,3,h,w) matched images in [0,1] (float, not yet quantised)
     sources: Tensor                 # (N,3,h,w) the sources at the same resolution, for comparison
     converged: Tensor               # (N,) bool: the stopping rule held
@@ -312,21 +408,25 @@ class MatchResult:
     target_embedding: Tensor        # (N,m)
     seconds: float
     cancelled: bool
-    description: dict
-
-    def trace_rows(self) -> list[dict]:
-        """One row per (step, sample), for CSV."""
-        names = list(self.trace)
-        steps, n = self.trace[names[0]].shape
-        return [{"step": s, "sample": i, **{k: float(self.trace[k][s, i]) for k in names}}
-                for s in range(steps) for i in range(n)]
+    settings: dict                  # the settings' to_dict() (or a note for hand-built parts)
+    start: str                      # which preprocessing made the starting point
+    notes: list[str] = field(default_factory=list)
 
 
-Callback = Callable[[int, dict[str, Tensor]], "bool | None"]
+def _as_batch(images, name: str) -> Tensor:
+    """[0,1] images as (N,3,H,W) float: a tensor (3,H,W)/(N,3,H,W), or a list of same-size PIL images/tensors."""
+    if not torch.is_tensor(images):
+        from PIL import Image
 
+        from probe.images import from_pil
 
-def _as_batch(images: Tensor, name: str) -> Tensor:
-    if not torch.is_tensor(images) or not images.is_floating_point():
+        items = [from_pil(x) if isinstance(x, Image.Image) else x for x in images]
+        if not items or not all(torch.is_tensor(x) for x in items):
+            raise ProbeError(f"{name} must be [0,1] image tensors or PIL images")
+        if len({tuple(x.shape) for x in items}) > 1:
+            raise ProbeError(f"{name} have different sizes; match them one at a time or at resolution 'model'")
+        images = torch.stack(items)
+    if not images.is_floating_point():
         raise ProbeError(f"{name} must be a float tensor of [0,1] RGB images")
     if images.dim() == 3:
         images = images[None]
@@ -339,61 +439,111 @@ def _as_batch(images: Tensor, name: str) -> Tensor:
     return images
 
 
-def target_embeddings(encoder, targets: Tensor, n: int) -> Tensor:
-    """Targets as embeddings: (N,m) passes through, images are embedded once (no grad)."""
-    if torch.is_tensor(targets) and targets.dim() == 2:
+def _count(images) -> int:
+    return images.shape[0] if torch.is_tensor(images) and images.dim() == 4 else (
+        1 if torch.is_tensor(images) else len(images))
+
+
+def _is_embedding(targets) -> bool:
+    return torch.is_tensor(targets) and targets.dim() == 2
+
+
+def target_embeddings(encoder, targets, n: int, space: str = "pixel") -> Tensor:
+    """Targets as embeddings (N,m): embeddings pass through; images are embedded once, without gradients,
+    the way the sources are prepared (`space` "normalized": the model's own preprocessing, as the paper)."""
+    if _is_embedding(targets):
         emb = targets.to(encoder.device, torch.float32)
     else:
         with torch.no_grad():
-            emb = encoder(_as_batch(targets, "targets").to(encoder.device))
+            if space == "normalized":
+                emb = encoder.embed_normalized(encoder.reference_input(_reference_items(targets, "targets")))
+            else:
+                emb = encoder(_as_batch(targets, "targets").to(encoder.device))
     if emb.shape[0] != n:
         raise ProbeError(f"got {n} sources but {emb.shape[0]} targets; pass one target per source")
     return emb
 
 
-def match(encoder, sources: Tensor, targets: Tensor, mode: str = "fast", parts: MatchParts | None = None,
-          seed: int = 0, verbose: bool = False, callback: Callback | None = None, **options) -> MatchResult:
+def _reference_items(images, name: str) -> list:
+    """PIL images pass as they are; tensors are checked as [0,1] images (any sizes, as a list)."""
+    from PIL import Image
+
+    if torch.is_tensor(images):
+        return list(_as_batch(images, name))
+    items = list(images)
+    for item in items:
+        if not isinstance(item, Image.Image):
+            _as_batch(item, name)
+    return items
+
+
+def match(encoder, sources, targets, settings: Settings | None = None, *, parts: MatchParts | None = None,
+          seed: int = 0, progress: Progress | None = None) -> MatchResult:
     """Match each source image's embedding to its target (an image or an embedding), N pairs at once.
 
-    `mode` picks `paper_parts(**options)` or `fast_parts(**options)`; `parts` overrides with your own.
-    `callback(step, metrics)` is called every step; returning False cancels (the best result so far is
-    returned with `cancelled=True`). The caller's tensors are never modified. Results are on the sources'
-    device.
+    sources: [0,1] images (N,3,H,W) or PIL images (as opened; the paper's start is built from them exactly).
+    targets: images the same way, or embeddings (N,m). `settings`: PaperSettings or FastSettings (default
+    FastSettings()); `parts` overrides them with a hand-built combination. `progress(stage, step, steps,
+    metrics)` is called every step; returning False cancels (the result so far comes back with
+    `cancelled=True`). The caller's tensors are never modified. Results are on the sources' device.
     """
     if parts is None:
-        builders = {"paper": paper_parts, "fast": fast_parts}
-        if mode not in builders:
-            raise ProbeError(f"mode must be 'paper' or 'fast', got {mode!r}")
-        try:
-            parts = builders[mode](**options)
-        except TypeError as err:
-            raise ProbeError(f"{mode} mode: {err}") from err
-    sources = _as_batch(sources, "sources")
-    out_device = sources.device
-    src = sources.to(encoder.device, torch.float32)
-    target = target_embeddings(encoder, targets, src.shape[0])
-
+        settings = settings or FastSettings()
+        if not isinstance(settings, (PaperSettings, FastSettings)):
+            raise ProbeError(f"settings must be PaperSettings or FastSettings, got {type(settings).__name__}")
+        parts, record = settings.parts(), settings.to_dict()
+    else:
+        record = {"mode": "custom parts", "steps": parts.steps, "space": parts.space}
+    n = _count(sources)
+    out_device = sources.device if torch.is_tensor(sources) else torch.device("cpu")
+    notes = []
     if parts.space == "normalized":
-        x0 = encoder.preprocess(src)
+        x0 = encoder.reference_input(_reference_items(sources, "sources"))
+        start = encoder.reference_name
         embed, to_pixels = encoder.embed_normalized, lambda x: encoder.denormalize(x).clamp(0, 1)
-        source_pixels = encoder.to_model_input(src).clamp(0, 1)
+        source_pixels = to_pixels(x0)
         clamp = ClampToRange.of(x0)
         constraint = clamp if parts.constraint is None else AllOf(
             [clamp, _in_pixel_space(parts.constraint, encoder, x0)])
     else:
-        x0 = src if parts.resolution == "source" else encoder.to_model_input(src).clamp(0, 1)
+        src = _as_batch(sources, "sources").to(encoder.device, torch.float32)
+        if parts.resolution == "source":
+            x0 = fit_pixel_count(src, parts.max_pixels) if parts.max_pixels else src
+            if x0.shape != src.shape:
+                notes.append(f"source scaled down from {src.shape[-2]}x{src.shape[-1]} to "
+                             f"{x0.shape[-2]}x{x0.shape[-1]} (the {parts.max_pixels:,}-pixel cap)")
+            start = f"the source's [0,1] pixels at {x0.shape[-2]}x{x0.shape[-1]}, preprocessed differentiably"
+        else:
+            x0 = encoder.to_model_input(src).clamp(0, 1)
+            start = f"the source resized to the model input {tuple(x0.shape[-2:])} by probe's differentiable preprocessing"
         embed, to_pixels = encoder, lambda x: x
         source_pixels = x0
         constraint = parts.constraint or (lambda x, _: x.clamp(0, 1))
+    target = target_embeddings(encoder, targets, n, parts.space)
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return _run(parts, embed, to_pixels, constraint, x0, source_pixels, target, out_device,
-                    verbose, callback)
+        result = _run(parts, embed, to_pixels, constraint, x0, source_pixels, target, progress)
+    return MatchResult(**{k: (v.to(out_device) if k in ("images", "sources", "target_embedding") else v)
+                          for k, v in result.items()}, settings=record, start=start, notes=notes)
+
+
+def sweep(encoder, sources, targets, settings: Settings, budgets: list[float], *, seed: int = 0,
+          progress: Progress | None = None) -> list[MatchResult]:
+    """One run per budget (as Foolbox's `epsilons`): the same settings with each budget in turn, same seed."""
+    if not budgets:
+        raise ProbeError("give at least one budget")
+    results = []
+    for index, budget in enumerate(budgets):
+        results.append(match(encoder, sources, targets, replace(settings, budget=budget), seed=seed,
+                             progress=within(progress, f"budget {index + 1}/{len(budgets)}")))
+        if results[-1].cancelled:
+            break
+    return results
 
 
 def _run(parts: MatchParts, embed, to_pixels, constraint, x0: Tensor, source_pixels: Tensor, target: Tensor,
-         out_device, verbose: bool, callback: Callback | None) -> MatchResult:
+         progress: Progress | None) -> dict:
     start = time.perf_counter()
     with torch.no_grad():
         source_emb = embed(x0)
@@ -405,8 +555,6 @@ def _run(parts: MatchParts, embed, to_pixels, constraint, x0: Tensor, source_pix
     best_x, best_loss = x, torch.full((n,), math.inf, device=x.device)
     history: list[dict[str, Tensor]] = []
     cancelled = False
-    bar = tqdm(total=parts.steps, disable=not verbose, desc=f"matching ({parts.description.get('mode')})",
-               unit="step", leave=False)
     for step in range(parts.steps + 1):
         x_var = x.detach().requires_grad_(True)
         emb = embed(x_var)
@@ -418,18 +566,17 @@ def _run(parts: MatchParts, embed, to_pixels, constraint, x0: Tensor, source_pix
             converged |= parts.stop(record, history[0])
             # NaN/inf anywhere in grad makes its sum non-finite; read it with the stopping rule: one sync
             finite = torch.isfinite(loss).all() & torch.isfinite(grad.sum())
-            finite, done = torch.stack([finite, converged.all()]).tolist()
+            finite, done, mean_loss, mean_cos = torch.stack(
+                [finite.float(), converged.all().float(), loss.mean(), record["cos_to_target"].mean()]).tolist()
             if not finite:
                 bad = (~torch.isfinite(loss)).nonzero().flatten().tolist() or "some"
                 raise DivergenceError(f"step {step}: loss or gradient became NaN/inf for sample(s) {bad}; "
-                                      f"lower the learning rate (lr={parts.description.get('lr')})")
+                                      f"lower the learning rate")
             if parts.keep_best:
                 improved = loss < best_loss
                 best_loss = torch.where(improved, loss, best_loss)
                 best_x = _where_active(improved, x, best_x)
-            if verbose:
-                bar.set_postfix(loss=f"{float(loss.mean()):.4g}", cos=f"{float(record['cos_to_target'].mean()):.4f}")
-            if callback is not None and callback(step, record) is False:
+            if not report(progress, "match", step, parts.steps, {"loss": mean_loss, "cos_to_target": mean_cos}):
                 cancelled = True
                 break
             if done or step == parts.steps:
@@ -438,8 +585,6 @@ def _run(parts: MatchParts, embed, to_pixels, constraint, x0: Tensor, source_pix
             x = parts.optimizer.step(x, grad, state, step, active)
             x = constraint(x, x0)
             steps_run += active.long()
-            bar.update(1)
-    bar.close()
     with torch.no_grad():
         final_x = best_x if parts.keep_best else x
         images = to_pixels(final_x)
@@ -449,14 +594,13 @@ def _run(parts: MatchParts, embed, to_pixels, constraint, x0: Tensor, source_pix
         converged = parts.stop(final, history[0])
     trace = {k: torch.stack([h[k] for h in history]).cpu() for k in history[0]}
     already = (converged & (steps_run == 0)).nonzero().flatten().tolist()
-    if already:
+    if already and not cancelled:
         warnings.warn(f"sample(s) {already} met the stopping rule before any step: the thresholds are in this "
                       "model's embedding units and may be too loose for it", stacklevel=3)
-    return MatchResult(images=images.to(out_device), sources=source_pixels.to(out_device),
-                       converged=converged.cpu(), steps_run=steps_run.cpu(), trace=trace,
-                       initial={k: v[0] for k, v in trace.items()},
-                       final={k: v.cpu() for k, v in final.items()}, target_embedding=target.to(out_device),
-                       seconds=time.perf_counter() - start, cancelled=cancelled, description=parts.description)
+    return {"images": images, "sources": source_pixels, "converged": converged.cpu(), "steps_run": steps_run.cpu(),
+            "trace": trace, "initial": {k: v[0] for k, v in trace.items()},
+            "final": {k: v.cpu() for k, v in final.items()}, "target_embedding": target,
+            "seconds": time.perf_counter() - start, "cancelled": cancelled}
 
 
 def _step_metrics(loss: Tensor, emb: Tensor, target: Tensor, source_emb: Tensor, pixels: Tensor,

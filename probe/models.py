@@ -16,7 +16,11 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import re
+import socket
+import threading
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -25,10 +29,10 @@ import torch
 import torch.nn.functional as F
 
 from probe.errors import ModelError, ProbeError
-from probe.toy import MINI_CLIP_DIR
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 CONFIG_DIR = PACKAGE_DIR / "configs"
+MINI_CLIP_DIR = PACKAGE_DIR / "toy" / "mini_clip"  # the shipped mini-CLIP's weights (built by probe.toy)
 
 PRESETS: dict[str, tuple[str, str]] = {
     "vit-h-14": ("openclip:ViT-H-14@laion2b_s32b_b79k",
@@ -46,6 +50,8 @@ BACKENDS = ("openclip", "hf", "timm")
 def default_spec() -> str:
     """The offline default model: the shipped mini-CLIP, or the random-init `tiny` where it is absent."""
     return "mini-clip" if (MINI_CLIP_DIR / "open_clip_config.json").is_file() else "tiny"
+
+
 INTERPOLATIONS = {"bicubic", "bilinear", "nearest"}
 
 
@@ -70,17 +76,31 @@ class Preprocess:
     interpolation: str = "bicubic"
 
 
+RANDOM_SUFFIX = re.compile(r"@(random(?::\d+)?)$")
+
+
 def parse_spec(spec: str) -> ModelSpec:
-    """`BACKEND:NAME[@WEIGHTS]` or a preset name -> ModelSpec."""
+    """`BACKEND:NAME[@WEIGHTS]`, a preset name, or a preset with `@random[:SEED]` (its architecture with random
+    weights, e.g. `mini-clip@random`) -> ModelSpec."""
     spec = spec.strip()
-    if spec in PRESETS:
-        spec = PRESETS[spec][0]
+    random_suffix = RANDOM_SUFFIX.search(spec)
+    base = spec[:random_suffix.start()] if random_suffix else spec
+    if base in PRESETS:
+        spec = PRESETS[base][0]
+        if random_suffix:  # the preset's architecture: drop its weights tag (a folder's path has none)
+            if not spec.startswith("openclip:local-dir:"):
+                spec = spec.rsplit("@", 1)[0]
+            spec += random_suffix.group(0)
     backend, sep, rest = spec.partition(":")
     if not sep or backend not in BACKENDS:
         raise ModelError(f"model spec {spec!r}: expected BACKEND:NAME[@WEIGHTS] with BACKEND one of "
                          f"{', '.join(BACKENDS)}, or a preset ({', '.join(PRESETS)})")
     name, weights = rest, None
-    if "@" in rest and not rest.startswith("local-dir:"):
+    if rest.startswith("local-dir:"):  # paths may hold '@': only a trailing @random[:SEED] is split off
+        suffix = RANDOM_SUFFIX.search(rest)
+        if suffix:
+            name, weights = rest[:suffix.start()], suffix.group(1)
+    elif "@" in rest:
         name, _, weights = rest.rpartition("@")
     if not name:
         raise ModelError(f"model spec {spec!r}: missing model name after '{backend}:'")
@@ -145,11 +165,15 @@ class Encoder(torch.nn.Module):
     """
 
     def __init__(self, model: torch.nn.Module, embed_image: Callable, preprocess: Preprocess, spec: str,
-                 weights: str, embed_text: Callable | None = None, logit_scale: float | None = None):
+                 weights: str, embed_text: Callable | None = None, logit_scale: float | None = None,
+                 reference_transform: Callable | None = None, reference_name: str | None = None):
         super().__init__()
         self.model = model.eval().requires_grad_(False)
         self._embed_image = embed_image
         self._embed_text = embed_text
+        self.reference_transform = reference_transform
+        self.reference_name = reference_name or (
+            "probe's differentiable preprocessing of the 8-bit image (the model has no PIL transform of its own)")
         self.pre = preprocess
         self.spec = spec
         self.weights = weights
@@ -184,6 +208,27 @@ class Encoder(torch.nn.Module):
         """[0,1] pixels of any size -> the model's normalised input (the paper's optimisation space)."""
         return self.normalize(self.to_model_input(pixels))
 
+    def reference_input(self, images) -> torch.Tensor:
+        """The model's own preprocessing, as the authors' code fed the model: PIL images (as opened) or [0,1]
+        images (N,3,H,W, or a list of (3,H,W) of any sizes, first made 8-bit PIL images, as a saved file would
+        be) -> normalised model input (N,3,h,w). Not differentiable; `reference_name` says what ran."""
+        from PIL import Image
+
+        from probe.images import quantize, to_pil
+
+        items = list(images) if not torch.is_tensor(images) else list(images if images.dim() == 4 else images[None])
+        out = []
+        for item in items:
+            if self.reference_transform is None:
+                pixels = item if torch.is_tensor(item) else _pil_pixels(item)
+                out.append(self.preprocess(quantize(pixels)[None].to(self.device).float())[0])
+                continue
+            pil = item if isinstance(item, Image.Image) else to_pil(item)
+            out.append(self.reference_transform(pil).to(self.device, torch.float32))
+        if not out:
+            raise ProbeError("no images given")
+        return torch.stack(out)
+
     def embed_normalized(self, x: torch.Tensor, normalize: bool = False) -> torch.Tensor:
         """Embedding of already-normalised model input: float32 under a half-precision compute dtype,
         float64 for a float64 model and input (geometry's finite differences)."""
@@ -209,8 +254,42 @@ class Encoder(torch.nn.Module):
         return {"model": self.spec, "weights": self.weights, "input_size": list(self.input_size),
                 "mean": list(self.pre.mean), "std": list(self.pre.std),
                 "interpolation": self.pre.interpolation, "resize_shorter": self.pre.resize_shorter,
-                "has_text": self.has_text, "device": str(self.device),
+                "reference_preprocessing": self.reference_name, "has_text": self.has_text, "device": str(self.device),
                 "compute_dtype": str(self.compute_dtype).removeprefix("torch.")}
+
+
+def _pil_pixels(image) -> torch.Tensor:
+    from probe.images import from_pil
+
+    return from_pil(image)
+
+
+def _transform_name(library: str, transform) -> str:
+    steps = getattr(transform, "transforms", [transform])
+    return f"{library} (PIL): " + ", ".join(_step_name(t) for t in steps)
+
+
+def _step_name(step) -> str:
+    name = type(step).__name__
+    size = getattr(step, "size", None)
+    mode = getattr(step, "interpolation", None)
+    details = [str(size)] if size is not None else []
+    if mode is not None:
+        details.append(str(getattr(mode, "value", mode)))
+    return f"{name}({', '.join(details)})" if details else name
+
+
+@contextlib.contextmanager
+def _quiet_logging():
+    """Hush a library's INFO/WARNING chatter (e.g. "model initialized randomly") for the duration."""
+    import logging
+
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
 
 
 @contextlib.contextmanager
@@ -246,9 +325,10 @@ def _load_openclip(spec: ModelSpec) -> Encoder:
     name, weights = spec.name, spec.weights
     seed = parse_random_seed(weights)
     if name.startswith(("hf-hub:", "local-dir:")):
-        if weights is not None:
+        if weights is not None and seed is None:
             raise ModelError(f"{spec}: '@{weights}' is not supported for {name.split(':')[0]} models; "
-                             "their weights come with the repo or folder")
+                             "their weights come with the repo or folder (or '@random[:SEED]' for its "
+                             "architecture with random weights)")
         if name.startswith("local-dir:"):
             folder = Path(name.removeprefix("local-dir:")).expanduser()
             if not (folder / "open_clip_config.json").is_file():
@@ -262,7 +342,12 @@ def _load_openclip(spec: ModelSpec) -> Encoder:
             repo = name.removeprefix("hf-hub:")
             config_path = _call_loader(spec, lambda: hf_hub_download(repo, "open_clip_config.json"))
             label = f"pretrained:{repo}@{_hub_revision(config_path)}"
-        model = _call_loader(spec, lambda: open_clip.create_model(name))
+        if seed is None:
+            model = _call_loader(spec, lambda: open_clip.create_model(name))
+        else:
+            with _seeded(seed), _quiet_logging():
+                model = _call_loader(spec, lambda: open_clip.create_model(name, load_weights=False))
+            label = f"random:{seed} (architecture of {label})"
     else:
         if name not in open_clip.list_models():
             raise ModelError(f"{spec}: unknown OpenCLIP architecture {name!r} "
@@ -271,7 +356,7 @@ def _load_openclip(spec: ModelSpec) -> Encoder:
             tags = ", ".join(open_clip.list_pretrained_tags_by_model(name)) or "none"
             raise ModelError(f"{spec}: say which weights: @TAG (one of: {tags}) or @random")
         if seed is not None:
-            with _seeded(seed):
+            with _seeded(seed), _quiet_logging():
                 model = open_clip.create_model(name, pretrained=None)
             label = f"random:{seed}"
         else:
@@ -285,6 +370,7 @@ def _load_openclip(spec: ModelSpec) -> Encoder:
             revision = _hub_revision(path)
             label = f"pretrained:{weights}" + (f" ({repo}@{revision})" if repo else "")
     pcfg = model.visual.preprocess_cfg
+    transform = open_clip.transform.image_transform_v2(open_clip.transform.PreprocessCfg(**pcfg), is_train=False)
     size = pcfg["size"] if isinstance(pcfg["size"], (tuple, list)) else (pcfg["size"],) * 2
     resize_mode = pcfg.get("resize_mode", "shortest")
     pre = Preprocess(size=tuple(size), resize_shorter=None if resize_mode == "squash" else min(size),
@@ -297,7 +383,8 @@ def _load_openclip(spec: ModelSpec) -> Encoder:
 
     scale = getattr(model, "logit_scale", None)
     return Encoder(model, lambda m, x: m.encode_image(x), pre, spec=str(spec), weights=label,
-                   embed_text=embed_text, logit_scale=None if scale is None else float(scale.detach().exp()))
+                   embed_text=embed_text, logit_scale=None if scale is None else float(scale.detach().exp()),
+                   reference_transform=transform, reference_name=_transform_name("open_clip's preprocess", transform))
 
 
 def _call_loader(spec: ModelSpec, load: Callable):
@@ -383,6 +470,11 @@ def _load_hf(spec: ModelSpec) -> Encoder:
             label = f"pretrained:{spec.name}@{_hub_revision(config_path) or revision or 'main'}"
     processor_path = _call_loader(spec, lambda: _hf_file(spec.name, "preprocessor_config.json", revision))
     pre = _hf_preprocess(json.loads(processor_path.read_text()))
+    processor = _call_loader(spec, lambda: transformers.AutoImageProcessor.from_pretrained(spec.name,
+                                                                                          revision=revision))
+
+    def transform(image):
+        return processor(images=image, return_tensors="pt")["pixel_values"][0]
     embed_text, scale = None, None
     if hasattr(model, "get_text_features"):
         tokenizer = _call_loader(spec, lambda: transformers.AutoTokenizer.from_pretrained(spec.name,
@@ -395,7 +487,8 @@ def _load_hf(spec: ModelSpec) -> Encoder:
 
         scale = float(model.logit_scale.detach().exp()) if hasattr(model, "logit_scale") else None
     return Encoder(model, _hf_embed_image, pre, spec=str(spec), weights=label, embed_text=embed_text,
-                   logit_scale=scale)
+                   logit_scale=scale, reference_transform=transform,
+                   reference_name=f"the transformers image processor ({type(processor).__name__})")
 
 
 # --- timm ----------------------------------------------------------------------------------------
@@ -436,10 +529,72 @@ def _load_timm(spec: ModelSpec) -> Encoder:
     pre = Preprocess(size=size, resize_shorter=math.floor(min(size) / crop_pct), mean=tuple(cfg["mean"]),
                      std=tuple(cfg["std"]), interpolation=cfg.get("interpolation", "bicubic")
                      if cfg.get("interpolation") in INTERPOLATIONS else "bicubic")
-    return Encoder(model, lambda m, x: m(x), pre, spec=str(spec), weights=label)
+    transform = timm.data.create_transform(**cfg, is_training=False)
+    return Encoder(model, lambda m, x: m(x), pre, spec=str(spec), weights=label, reference_transform=transform,
+                   reference_name=_transform_name("timm's eval transform", transform))
 
 
 LOADERS = {"openclip": _load_openclip, "hf": _load_hf, "timm": _load_timm}
+
+# --- reaching the Hub ----------------------------------------------------------------------------
+
+HUB_CHECK_SECONDS = 3.0
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def needs_hub(spec: ModelSpec) -> bool:
+    """Whether loading `spec` may download from the Hugging Face Hub (random init and local files do not)."""
+    random_init = parse_random_seed(spec.weights) is not None
+    if spec.backend == "openclip":
+        return not random_init and not spec.name.startswith("local-dir:")
+    if spec.backend == "hf":
+        return not Path(spec.name).expanduser().is_dir()
+    return not random_init and not (spec.weights or "").startswith("local:")
+
+
+def hub_reachable(timeout: float = HUB_CHECK_SECONDS) -> bool:
+    """Whether the Hub endpoint accepts a TCP connection within `timeout` seconds (name lookup included).
+    Behind a proxy the libraries know better: assume reachable."""
+    from huggingface_hub import constants
+
+    if any(os.environ.get(name) for name in PROXY_VARIABLES):
+        return True
+    url = urllib.parse.urlparse(constants.ENDPOINT)
+    address = (url.hostname, url.port or (443 if url.scheme == "https" else 80))
+    answer: list[bool] = []
+
+    def attempt():
+        try:
+            socket.create_connection(address, timeout=timeout).close()
+            answer.append(True)
+        except OSError:
+            answer.append(False)
+
+    thread = threading.Thread(target=attempt, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(answer and answer[0])
+
+
+@contextlib.contextmanager
+def hub_offline():
+    """Load from the local Hugging Face cache only (as HF_HUB_OFFLINE=1 does), for the duration."""
+    from huggingface_hub import constants
+
+    previous = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = previous
+
+
+def _go_offline(spec: ModelSpec) -> bool:
+    """Offline mode when the Hub cannot be reached, so a missing download fails at once instead of after a
+    minute of retries, while weights already in the cache still load."""
+    from huggingface_hub import constants
+
+    return needs_hub(spec) and not constants.is_offline_mode() and not hub_reachable()
 
 
 def load_encoder(spec: str, device: str | torch.device | None = "cpu", dtype: str = "float32") -> Encoder:
@@ -451,7 +606,15 @@ def load_encoder(spec: str, device: str | torch.device | None = "cpu", dtype: st
         raise ProbeError(f"dtype {dtype!r} is not supported (use float32 or bfloat16)")
     dev = resolve_device(device)
     parsed = parse_spec(spec)
-    encoder = LOADERS[parsed.backend](parsed)
+    offline = _go_offline(parsed)
+    with hub_offline() if offline else contextlib.nullcontext():
+        try:
+            encoder = LOADERS[parsed.backend](parsed)
+        except ModelError as err:
+            if not offline:
+                raise
+            raise ModelError(f"{err} (the Hugging Face Hub did not answer within {HUB_CHECK_SECONDS:g} s, so "
+                             "only the local cache was tried)") from err
     encoder.compute_dtype = DTYPES[dtype]
     return encoder.to(dev)
 

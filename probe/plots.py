@@ -301,3 +301,72 @@ def topk_singular_values_figure(singular_values, m: int, space: str = "normalize
     _plot_spectrum(ax, sigma, None, space)
     ax.set_title(f"{title}\n({space} input space, top {len(sigma)} of m = {m}; after arXiv:2401.15568 Fig 3)")
     return fig, {"title": title, "space": space, "m": m, "singular_values": sigma.tolist()}
+
+
+# --- matching dynamics (probe.matching; the paper's Fig 5)
+
+
+def match_curves_figure(trace: dict, title: str = "matching a target embedding"):
+    """Fig 5 style: (left) loss against step; (right) cosine similarity to the target against step, with the
+    mean absolute pixel change from the original on a second axis. `trace[name]` is one value per step
+    (a list), or one list per pair; every pair is drawn."""
+    loss = np.atleast_2d(np.asarray(trace["loss"], dtype=float).T)
+    cos = np.atleast_2d(np.asarray(trace["cos_to_target"], dtype=float).T)
+    change = np.atleast_2d(np.asarray(trace["mean_abs_pixel"], dtype=float).T)
+    steps = np.arange(loss.shape[1])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    for row in loss:
+        left.plot(steps, row, color="tab:blue", linewidth=1)
+    left.set_yscale("log" if (loss > 0).all() else "linear")
+    left.set_xlabel("step")
+    left.set_ylabel("loss (embedding units)")
+    left.set_title("loss")
+    left.grid(alpha=0.3)
+    for row in cos:
+        right.plot(steps, row, color="tab:red", linewidth=1)
+    right.set_xlabel("step")
+    right.set_ylabel("cosine similarity to the target", color="tab:red")
+    right.grid(alpha=0.3)
+    twin = right.twinx()
+    for row in change:
+        twin.plot(steps, 255 * row, color="tab:gray", linewidth=1, linestyle="--")
+    twin.set_ylabel("mean |pixel change| (1/255 units)", color="tab:gray")
+    right.set_title("cosine to the target (red), mean pixel change (grey)")
+    fig.suptitle(f"{title}\n(after arXiv:2401.15568 Fig 5)", fontsize=11)
+    data = {"title": title, "steps": steps.tolist(), "loss": loss.tolist(), "cos_to_target": cos.tolist(),
+            "mean_abs_pixel": change.tolist()}
+    return fig, data
+
+
+# --- equivalence sets and sweeps (probe.experiments)
+
+
+def cosine_matrix_figure(cosine, labels, title: str = "cosine similarity between embeddings"):
+    """Pairwise cosine similarities of embeddings, annotated: look-alikes with different embeddings show as
+    low values between pictures that look the same."""
+    values = np.asarray(cosine, dtype=float)
+    fig, ax = plt.subplots(figsize=_matrix_size(*values.shape))
+    image = _annotated_heatmap(ax, values, labels, labels, -1.0, 1.0, "RdBu_r", "{:.2f}")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, label="cosine similarity", fraction=0.046, pad=0.04)
+    return fig, {"title": title, "labels": list(labels), "cosine": values.tolist()}
+
+
+def pixel_change_figure(distributions: dict, title: str = "pixel change of the matched images"):
+    """One histogram per measure of pixel change (e.g. L-inf and RMS in 1/255 units, PSNR in dB), with the
+    median marked: how visible the changes are over a whole sweep."""
+    fig, axes = plt.subplots(1, len(distributions), figsize=(4.2 * len(distributions), 3.6), squeeze=False,
+                             constrained_layout=True)
+    for ax, (name, values) in zip(axes[0], distributions.items()):
+        array = np.asarray(values, dtype=float)
+        array = array[np.isfinite(array)]
+        ax.hist(array, bins=min(30, max(5, len(array) // 2)), color="tab:blue", alpha=0.8)
+        if len(array):
+            ax.axvline(np.median(array), color="black", linestyle="--", linewidth=1,
+                       label=f"median {np.median(array):.2f}")
+            ax.legend(fontsize=8)
+        ax.set_xlabel(name)
+        ax.set_ylabel("matched images")
+    fig.suptitle(title)
+    data = {"title": title, "distributions": {k: np.asarray(v, dtype=float).tolist() for k, v in distributions.items()}}
+    return fig, data

@@ -95,3 +95,24 @@ def provenance(**fields: Any) -> dict[str, Any]:
         "host": platform.node(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+SUMMARY_FILE = "summary.json"
+
+
+def save(result, folder: Path | str) -> Path:
+    """Write an experiment result (`probe.experiments`) to `folder`: its images as 8-bit PNG, its tables as CSV,
+    its figures as PNG with their numbers as JSON beside them, and `summary.json` (`result.to_dict()`) last, so
+    its presence means everything else is complete. Every file is written atomically."""
+    from probe.images import save_png
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / SUMMARY_FILE).unlink(missing_ok=True)  # a rerun into the same folder is complete only at its end
+    for name, image in result.images().items():
+        save_png(image, folder / f"{name}.png")
+    for name, rows in result.tables().items():
+        write_csv(folder / f"{name}.csv", rows)
+    for name, figure, data in result.figures():
+        save_figure(figure, folder / f"{name}.png", data)
+    return write_json(folder / SUMMARY_FILE, result.to_dict())

@@ -121,19 +121,29 @@ def text_head(encoder, classes: Sequence[str], templates: str | Sequence[str] | 
 
 
 @torch.no_grad()
-def embed_images(encoder, images: torch.Tensor | Sequence[torch.Tensor], batch_size: int = 32) -> torch.Tensor:
-    """Raw embeddings (N, m) of [0,1] images: a batch (N,3,H,W) or a list of (3,H,W) of any sizes."""
+def embed_images(encoder, images, batch_size: int = 32) -> torch.Tensor:
+    """Raw embeddings (N, m) of images: a [0,1] batch (N,3,H,W) or a list of (3,H,W) tensors of any sizes go
+    through probe's differentiable preprocessing; PIL images through the model's own (as its users read files)."""
+    from PIL import Image
+
     if isinstance(images, torch.Tensor):
         if images.dim() != 4:
             raise ProbeError(f"expected images as (N,3,H,W), got shape {tuple(images.shape)}")
-        batches = [images[i:i + batch_size] for i in range(0, len(images), batch_size)]
-    elif len({tuple(img.shape) for img in images}) == 1:
-        return embed_images(encoder, torch.stack(list(images)), batch_size)
+        items = list(images)
     else:
-        batches = [img[None] for img in images]  # different sizes: the encoder resizes each one
-    if not batches:
+        items = list(images)
+    if not items:
         raise ProbeError("no images to embed")
-    return torch.cat([encoder(b.to(encoder.device)) for b in batches]).float()
+    chunks = []
+    for start in range(0, len(items), batch_size):
+        chunk = items[start:start + batch_size]
+        if all(isinstance(item, Image.Image) for item in chunk):
+            chunks.append(encoder.embed_normalized(encoder.reference_input(chunk)))
+        elif len({tuple(item.shape) for item in chunk}) == 1:
+            chunks.append(encoder(torch.stack(chunk).to(encoder.device)))
+        else:  # different sizes: the encoder resizes each one
+            chunks.extend(encoder(item[None].to(encoder.device)) for item in chunk)
+    return torch.cat(chunks).float()
 
 
 def prototype_head(encoder, images, labels: Sequence[int], classes: Sequence[str],
@@ -156,5 +166,6 @@ def prototype_head(encoder, images, labels: Sequence[int], classes: Sequence[str
 
 
 def vision_text_matrix(encoder, head: ZeroShotHead, images, batch_size: int = 32) -> torch.Tensor:
-    """The paper's "vision x text" matrix: rows images, columns classes, each row a distribution."""
+    """The paper's "vision x text" matrix: rows images, columns classes, each row a distribution
+    (images as `embed_images` takes them)."""
     return head.probabilities(embed_images(encoder, images, batch_size)).cpu()

@@ -4,7 +4,7 @@ import time
 import pytest
 import torch
 
-from probe.data import (IMAGENETTE, PAPER_IMAGENET, ImageSet, all_pairs, fit, load_image_set, load_named_set,
+from probe.data import (IMAGENETTE, PAPER_IMAGENET, ImageSet, all_pairs, load_image_set, load_named_set,
                         many_to_one, one_to_many, select_per_class)
 from probe.errors import ProbeError
 from probe.images import encode_png, save_png
@@ -144,13 +144,14 @@ def test_hub_without_network_says_what_to_pass_instead():
         load_named_set("cifar")
 
 
-def test_fit_crops_to_aspect_then_resizes():
-    wide = torch.zeros(3, 10, 30)
-    wide[:, :, 10:20] = 1.0  # only the centre square is white
-    out = fit(wide, (5, 5))
-    assert out.shape == (3, 5, 5) and torch.allclose(out, torch.ones_like(out), atol=1e-6)
-    image_set = ImageSet([wide, torch.zeros(3, 7, 7)], [0, 1], ["a", "b"], ["w", "s"], "test")
-    assert image_set.stack((4, 4)).shape == (2, 3, 4, 4)
+def test_at_model_input_takes_the_encoders_own_route(tiny_encoder):
+    """Every image reaches model size through Encoder.to_model_input (one route, not a second resize)."""
+    wide = torch.rand(3, 100, 300, generator=torch.Generator().manual_seed(0))
+    image_set = ImageSet([wide, torch.rand(3, 224, 224)], [0, 1], ["a", "b"], ["w", "s"], "test")
+    batch = image_set.at_model_input(tiny_encoder)
+    assert batch.shape == (2, 3, 224, 224)
+    torch.testing.assert_close(batch[0], tiny_encoder.to_model_input(wide[None])[0].clamp(0, 1))
+    assert torch.equal(batch[1], image_set.images[1])
 
 
 def test_pair_builders_give_exactly_the_described_pairs():

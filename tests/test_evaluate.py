@@ -37,7 +37,7 @@ def returns_sources(encoder, sources, targets):
 def own_class_head(tiny_encoder):
     """Prototypes = the images themselves, so each clean image is classified as its own class."""
     images = image_set()
-    return prototype_head(tiny_encoder, images.stack(tiny_encoder.input_size), images.labels, CLASSES)
+    return prototype_head(tiny_encoder, images.at_model_input(tiny_encoder), images.labels, CLASSES)
 
 
 def test_perfect_matcher_gives_99_to_0(tiny_encoder, own_class_head):
@@ -52,16 +52,16 @@ def test_perfect_matcher_gives_99_to_0(tiny_encoder, own_class_head):
     summary = result.summary()
     assert summary["pairs_run"] == 12 and summary["converged"] == 12
     assert summary["success_matrix"][0] == [None, 1.0, 1.0, 1.0]
-    assert summary["pairs"][0] == {"source": 0, "target": 1, "predicted": "church",
-                                   "target_probability": pytest.approx(result.matched_probabilities[0, 1].item()),
-                                   "converged": True}
+    first = {k: summary["pairs"][0][k] for k in ("source", "target", "predicted", "target_probability", "converged")}
+    assert first == {"source": 0, "target": 1, "predicted": "church",
+                     "target_probability": pytest.approx(result.matched_probabilities[0, 1].item()), "converged": True}
 
 
 def test_matcher_that_fails_and_one_that_half_succeeds(tiny_encoder, own_class_head):
     result = systematic_evaluation(tiny_encoder, own_class_head, image_set(), match_fn=returns_sources)
     assert result.success_rate == 0.0 and result.matched_accuracy == 1.0 and int(result.converged.sum()) == 0
 
-    stacked = image_set().stack(tiny_encoder.input_size)
+    stacked = image_set().at_model_input(tiny_encoder)
 
     def even_targets_only(encoder, sources, targets):
         """Succeeds (returns the target) only when the target is image 0 or 2."""
@@ -101,3 +101,18 @@ def test_success_matrix_figure_data():
     matrix = torch.tensor([[math.nan, 1.0], [0.0, math.nan]])
     _, data = success_matrix_figure(matrix, ["a", "b"], ["a", "b"])
     assert data["success_matrix"] == [[None, 1.0], [0.0, None]] and data["success_rate"] == 0.5
+
+
+def test_matched_images_are_classified_as_saved_8_bit_images(tiny_encoder, own_class_head):
+    """A matcher returning each target plus less than half an 8-bit level of noise: rounding recovers the target
+    exactly, so every matched row equals the clean target's row; without the rounding it would not."""
+    gen = torch.Generator().manual_seed(1)
+
+    def target_plus_noise(encoder, sources, targets):
+        noise = (torch.rand(targets.shape, generator=gen) - 0.5) * (0.9 / 255)
+        return SimpleNamespace(images=(targets + noise).clamp(0, 1), converged=torch.ones(len(targets), dtype=torch.bool))
+
+    result = systematic_evaluation(tiny_encoder, own_class_head, image_set(), match_fn=target_plus_noise)
+    for (i, j), row in zip(result.pairs, result.matched_probabilities):
+        assert torch.equal(row, result.clean_probabilities[j])
+    assert result.summary()["pairs"][0]["psnr_db"] < 60   # the pixels moved from the source (to the target)

@@ -227,24 +227,26 @@ def small_png(tmp_path_factory):
 
 def test_cli_spectrum_and_lipschitz_write_results(tmp_path, small_png):
     assert main(["spectrum", "--model", "tiny", "--image", small_png, "--out", str(tmp_path / "s")]) == 0
-    spectrum = json.loads((tmp_path / "s" / "spectrum.json").read_text())
+    spectrum = json.loads((tmp_path / "s" / "summary.json").read_text())
     for key in ("singular_values", "method", "space", "m", "n", "seconds", "model", "weights",
                 "numerical_rank", "rtol", "tol", "versions"):
         assert key in spectrum
+    figure = json.loads((tmp_path / "s" / "spectrum.json").read_text())
+    assert figure["singular_values"] == spectrum["singular_values"]
     sigma = spectrum["singular_values"]
     assert spectrum["m"] == len(sigma) == 64 and sigma == sorted(sigma, reverse=True)
     assert (tmp_path / "s" / "spectrum.png").stat().st_size > 0
 
     assert main(["spectrum", "--model", "tiny", "--image", small_png, "--out", str(tmp_path / "t"),
                  "--method", "topk", "--k", "2", "--tol", "0.1", "--space", "pixel"]) == 0
-    top = json.loads((tmp_path / "t" / "spectrum.json").read_text())
+    top = json.loads((tmp_path / "t" / "summary.json").read_text())
     assert top["method"] == "topk" and top["space"] == "pixel" and len(top["singular_values"]) == 2
 
     matched = tmp_path / "matched.png"
     save_png(torch.rand(3, 32, 40, generator=torch.Generator().manual_seed(1)), matched)
     assert main(["lipschitz", "--model", "tiny", "--image", small_png, "--out", str(tmp_path / "l"),
                  "--samples", "2", "--eps", "1e-3,1", "--opt-steps", "2", "--matched", str(matched)]) == 0
-    result = json.loads((tmp_path / "l" / "lipschitz.json").read_text())
+    result = json.loads((tmp_path / "l" / "summary.json").read_text())
     assert result["eps"] == [1e-3, 1.0] and len(result["singular_values"]) == 64
     assert set(result["families"]) == {*geo.FAMILIES, "displacement"}
     for name, family in result["families"].items():

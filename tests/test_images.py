@@ -96,20 +96,3 @@ def test_png_round_trip_equals_quantize(tmp_path):
     back = images.load_image(path)
     torch.testing.assert_close(back, images.quantize(img), atol=1e-6, rtol=0)
     assert not list(tmp_path.glob("*.part"))  # the temporary file was moved into place
-
-
-def test_embedding_of_png_reads_the_saved_file(tmp_path, tiny_encoder):
-    img = torch.rand(3, 224, 224, generator=torch.Generator().manual_seed(1))
-    path = images.save_png(img, tmp_path / "x.png")
-    with torch.no_grad():
-        expected = tiny_encoder(images.quantize(img)[None])[0]
-    torch.testing.assert_close(images.embedding_of_png(tiny_encoder, path), expected)
-
-
-def test_load_images_batches_and_resizes(tmp_path):
-    Image.fromarray(RGB).save(tmp_path / "a.png")
-    Image.fromarray(RGB[:6, :8]).save(tmp_path / "b.png")
-    with pytest.raises(ImageError, match="different sizes"):
-        images.load_images([tmp_path / "a.png", tmp_path / "b.png"])
-    batch = images.load_images([tmp_path / "a.png", tmp_path / "b.png"], size=(10, 10))
-    assert batch.shape == (2, 3, 10, 10) and batch.min() >= 0 and batch.max() <= 1

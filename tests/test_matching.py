@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from probe.errors import DivergenceError, ProbeError
-from probe.matching import match, paper_parts
+from probe.matching import (FastSettings, PaperSettings, match, settings_for, settings_from_dict, sweep)
 from probe.models import Encoder, Preprocess
 
 MEAN, STD = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
@@ -26,12 +26,12 @@ def test_paper_first_step_equals_hand_computed_gradient_step():
     enc = linear_encoder()
     src, tgt = rand_images(1, seed=1), rand_images(1, seed=2)
     lr = 0.09
-    result = match(enc, src, tgt, mode="paper", lr=lr, steps=1, l2sq_below=0.0, cos_above=2.0)
+    result = match(enc, src, tgt, PaperSettings(lr=lr, steps=1, l2sq_below=0.0, cos_above=2.0))
 
     a = enc.model.weight.detach().double()
     mean, std = torch.tensor(MEAN).view(3, 1, 1).double(), torch.tensor(STD).view(3, 1, 1).double()
-    x0 = ((src[0].double() - mean) / std).flatten()
-    t = a @ ((tgt[0].double() - mean) / std).flatten()
+    x0 = ((src[0].double().mul(255).round().div(255) - mean) / std).flatten()  # the 8-bit image, as a file
+    t = a @ ((tgt[0].double().mul(255).round().div(255) - mean) / std).flatten()
     grad = (2.0 / a.shape[0]) * a.T @ (a @ x0 - t)          # d/dx mean((Ax - t)^2)
     x1 = (x0 - lr * grad).clamp(x0.min(), x0.max())        # the paper's global clamp
     expected = (x1.view(3, 8, 8) * std + mean).clamp(0, 1)
@@ -43,8 +43,8 @@ def test_normalized_step_equals_hand_computed_rms_normalised_gradient_step():
     enc = linear_encoder()
     src, tgt = 0.25 + 0.5 * rand_images(1, seed=1), rand_images(1, seed=2)
     lr = 0.01
-    result = match(enc, src, tgt, mode="fast", norm="l2", budget=1.0, lr=lr, steps=1, rel_l2_below=0.0)
-    assert result.description["optimizer"] == "normalized"  # the default under an L2 budget
+    result = match(enc, src, tgt, FastSettings(norm="l2", budget=1.0, lr=lr, steps=1, rel_l2_below=0.0))
+    assert result.settings["optimizer"] == "normalized"  # the default under an L2 budget
 
     a = enc.model.weight.detach().double()
     std = torch.tensor(STD).view(3, 1, 1).double()
@@ -59,7 +59,7 @@ def test_normalized_step_equals_hand_computed_rms_normalised_gradient_step():
 
 def test_paper_mode_drops_distance_on_tiny_vit(tiny_encoder):
     src, tgt = rand_images(1, 224, seed=3), rand_images(1, 224, seed=4)
-    result = match(tiny_encoder, src, tgt, mode="paper", lr=100.0, steps=60, l2sq_below=1e-6, cos_above=0.9999)
+    result = match(tiny_encoder, src, tgt, PaperSettings(lr=100.0, steps=60, l2sq_below=1e-6, cos_above=0.9999))
     assert result.final["l2_to_target"][0] < 0.5 * result.initial["l2_to_target"][0]
     assert result.images.shape[-2:] == (224, 224)
     assert not bool(result.converged[0])  # thresholds out of reach: reported honestly
@@ -69,15 +69,15 @@ def test_paper_mode_drops_distance_on_tiny_vit(tiny_encoder):
 def test_paper_mode_extra_budget_is_enforced(tiny_encoder, norm):
     """A budget a quarter of the change the unconstrained run makes is held, and the distance still drops."""
     src, tgt = rand_images(1, 224, seed=3), rand_images(1, 224, seed=4)
-    options = dict(mode="paper", lr=100.0, steps=20, l2sq_below=1e-6, cos_above=0.9999)
+    options = dict(lr=100.0, steps=20, l2sq_below=1e-6, cos_above=0.9999)
 
-    def size(images):
-        delta = (images - src).flatten(1)
+    def size(result):
+        delta = (result.images - result.sources).flatten(1)
         return float(delta.abs().amax(1) if norm == "linf" else delta.pow(2).mean(1).sqrt())
 
-    budget = size(match(tiny_encoder, src, tgt, **options).images) / 4
-    held = match(tiny_encoder, src, tgt, budget=budget, norm=norm, **options)
-    assert size(held.images) <= budget + 1e-6
+    budget = size(match(tiny_encoder, src, tgt, PaperSettings(**options))) / 4
+    held = match(tiny_encoder, src, tgt, PaperSettings(budget=budget, norm=norm, **options))
+    assert size(held) <= budget + 1e-6
     assert held.final["l2_to_target"][0] < held.initial["l2_to_target"][0]
 
 
@@ -85,7 +85,7 @@ def test_paper_mode_extra_budget_is_enforced(tiny_encoder, norm):
                                                    ("l2", 4 / 255, "normalized"), ("l2", 4 / 255, "adam")])
 def test_fast_mode_cuts_distance_within_budget_and_box(tiny_encoder, norm, budget, optimizer):
     src, tgt = rand_images(2, 224, seed=5), rand_images(2, 224, seed=6)
-    result = match(tiny_encoder, src, tgt, mode="fast", steps=80, norm=norm, budget=budget, optimizer=optimizer)
+    result = match(tiny_encoder, src, tgt, FastSettings(steps=80, norm=norm, budget=budget, optimizer=optimizer))
     drop = result.final["l2_to_target"] / result.initial["l2_to_target"]
     assert (drop < 0.1).all(), drop
     assert result.images.min() >= 0 and result.images.max() <= 1
@@ -96,7 +96,7 @@ def test_fast_mode_cuts_distance_within_budget_and_box(tiny_encoder, norm, budge
 
 def test_fast_mode_reaches_relative_target_and_reports_converged(tiny_encoder):
     src, tgt = rand_images(1, 224, seed=7), rand_images(1, 224, seed=8)
-    result = match(tiny_encoder, src, tgt, mode="fast", steps=300, rel_l2_below=0.05)
+    result = match(tiny_encoder, src, tgt, FastSettings(steps=300, rel_l2_below=0.05))
     assert bool(result.converged[0])
     assert result.final["l2_to_target"][0] <= 0.05 * result.initial["l2_to_target"][0]
     assert int(result.steps_run[0]) < 300
@@ -105,27 +105,38 @@ def test_fast_mode_reaches_relative_target_and_reports_converged(tiny_encoder):
 def test_inputs_not_mutated(tiny_encoder):
     src, tgt = rand_images(1, 224, seed=9), rand_images(1, 224, seed=10)
     src_copy, tgt_copy = src.clone(), tgt.clone()
-    match(tiny_encoder, src, tgt, mode="fast", steps=3)
-    match(tiny_encoder, src, tgt, mode="paper", steps=3, l2sq_below=0)
+    match(tiny_encoder, src, tgt, FastSettings(steps=3))
+    match(tiny_encoder, src, tgt, PaperSettings(steps=3, l2sq_below=0))
     assert torch.equal(src, src_copy) and torch.equal(tgt, tgt_copy)
 
 
 @pytest.mark.parametrize("mode", ["fast", "paper"])
-def test_batch_equals_items_one_by_one(tiny_encoder, mode):
-    src, tgt = rand_images(3, 224, seed=11), rand_images(3, 224, seed=12)
-    opts = {"steps": 15} if mode == "fast" else {"steps": 15, "lr": 100.0, "l2sq_below": 1e-9}
-    batch = match(tiny_encoder, src, tgt, mode=mode, **opts)
+def test_batch_equals_items_one_by_one_with_freezing(mode):
+    """Pair 0 starts next to its target and meets the stopping rule within a few steps; the others run on.
+    Frozen samples stay put, so the batch equals its items run one by one."""
+    enc = linear_encoder()
+    src = 0.2 + 0.6 * rand_images(3, seed=11)
+    tgt = 0.2 + 0.6 * rand_images(3, seed=12)
+    tgt[0] = (src[0] + 0.01).mul(255).round().div(255)   # close to its own source: converges early
+    if mode == "fast":
+        settings = FastSettings(steps=40, budget=0.02, rel_l2_below=0.3)
+    else:
+        settings = PaperSettings(steps=40, lr=0.5, l2sq_below=2e-3, cos_above=0.5)
+    batch = match(enc, src, tgt, settings)
+    assert int(batch.steps_run[0]) < 40 and bool(batch.converged[0])   # pair 0 froze early ...
+    assert (batch.steps_run[1:] > batch.steps_run[0]).all()            # ... while the others went on
     for i in range(3):
-        single = match(tiny_encoder, src[i:i + 1], tgt[i:i + 1], mode=mode, **opts)
-        torch.testing.assert_close(batch.images[i], single.images[0], atol=2e-4, rtol=0)
+        single = match(enc, src[i:i + 1], tgt[i:i + 1], settings)
+        assert int(single.steps_run[0]) == int(batch.steps_run[i])
+        torch.testing.assert_close(batch.images[i], single.images[0], atol=1e-5, rtol=0)
         torch.testing.assert_close(batch.final["l2_to_target"][i], single.final["l2_to_target"][0],
-                                   atol=1e-3, rtol=1e-3)
+                                   atol=1e-4, rtol=1e-4)
 
 
 def test_same_seed_same_result(tiny_encoder):
     src, tgt = rand_images(1, 224, seed=13), rand_images(1, 224, seed=14)
-    first = match(tiny_encoder, src, tgt, steps=10, seed=3)
-    second = match(tiny_encoder, src, tgt, steps=10, seed=3)
+    first = match(tiny_encoder, src, tgt, FastSettings(steps=10), seed=3)
+    second = match(tiny_encoder, src, tgt, FastSettings(steps=10), seed=3)
     assert torch.equal(first.images, second.images)
     assert torch.equal(first.trace["loss"], second.trace["loss"])
 
@@ -134,33 +145,69 @@ def test_target_embedding_equals_target_image(tiny_encoder):
     src, tgt = rand_images(1, 224, seed=15), rand_images(1, 224, seed=16)
     with torch.no_grad():
         emb = tiny_encoder(tgt)
-    by_image = match(tiny_encoder, src, tgt, steps=5)
-    by_embedding = match(tiny_encoder, src, emb, steps=5)
+    by_image = match(tiny_encoder, src, tgt, FastSettings(steps=5))
+    by_embedding = match(tiny_encoder, src, emb, FastSettings(steps=5))
     torch.testing.assert_close(by_image.images, by_embedding.images)
 
 
-def test_trace_records_every_step_and_callback_cancels(tiny_encoder):
+def test_trace_records_every_step_and_progress_cancels(tiny_encoder):
     src, tgt = rand_images(1, 224, seed=17), rand_images(1, 224, seed=18)
     seen = []
 
-    def stop_at_three(step, record):
-        seen.append(float(record["cos_to_target"][0]))
+    def stop_at_three(stage, step, total, metrics):
+        seen.append((stage, step, total, metrics["cos_to_target"]))
         return step < 3
 
-    result = match(tiny_encoder, src, tgt, steps=50, callback=stop_at_three)
-    assert result.cancelled and len(seen) == 4
+    result = match(tiny_encoder, src, tgt, FastSettings(steps=50), progress=stop_at_three)
+    assert result.cancelled and [s[:3] for s in seen] == [("match", i, 50) for i in range(4)]
+    assert seen[0][3] == pytest.approx(float(result.trace["cos_to_target"][0, 0]))
     assert result.trace["loss"].shape == (4, 1)
     assert set(result.trace) >= {"loss", "cos_to_target", "l2_to_target", "cos_to_source", "linf_pixel",
                                  "l2_pixel", "mean_abs_pixel", "psnr_db"}
     assert result.trace["linf_pixel"][0, 0] == 0  # step 0 is the untouched source
 
 
-def test_source_resolution_keeps_source_size(tiny_encoder):
-    src, tgt = rand_images(1, 100, seed=19), rand_images(1, 224, seed=20)
-    src = torch.nn.functional.interpolate(src, size=(120, 180))
-    result = match(tiny_encoder, src, tgt, steps=20, resolution="source")
-    assert result.images.shape[-2:] == (120, 180)
+def test_source_resolution_is_the_default_and_keeps_budget_and_box(tiny_encoder):
+    src = rand_images(1, 100, seed=19)
+    src = torch.nn.functional.interpolate(src, size=(120, 180)).clamp(0, 1)
+    src[..., :10, :] = 1.0   # saturated rows: the box must hold where the budget alone would not
+    tgt = rand_images(1, 224, seed=20)
+    result = match(tiny_encoder, src, tgt, FastSettings(steps=20))
+    assert result.images.shape[-2:] == (120, 180) and torch.equal(result.sources, src)
     assert result.final["l2_to_target"][0] < result.initial["l2_to_target"][0]
+    assert (result.images - src).abs().max() <= 8 / 255 + 1e-6
+    assert result.images.min() >= 0 and result.images.max() <= 1
+    assert (result.images[..., :10, :] != 1.0).any()   # it did move those pixels (down)
+
+
+def test_sources_above_the_pixel_cap_are_scaled_down(tiny_encoder):
+    src, tgt = rand_images(1, 64, seed=21), rand_images(1, 64, seed=22)
+    result = match(tiny_encoder, src, tgt, FastSettings(steps=2, max_pixels=32 * 32))
+    assert result.images.shape[-2:] == (32, 32) and "scaled down from 64x64 to 32x32" in result.notes[0]
+
+
+def test_one_call_sweeps_budgets(tiny_encoder):
+    src, tgt = rand_images(1, 224, seed=23), rand_images(1, 224, seed=24)
+    budgets = [1 / 255, 4 / 255, 16 / 255]
+    results = sweep(tiny_encoder, src, tgt, FastSettings(steps=30, resolution="model"), budgets)
+    assert [r.settings["budget"] for r in results] == budgets
+    sizes = [float((r.images - r.sources).abs().max()) for r in results]
+    assert all(size <= b + 1e-6 for size, b in zip(sizes, budgets))
+    drops = [float(r.final["l2_to_target"][0] / r.initial["l2_to_target"][0]) for r in results]
+    assert drops[0] > drops[1] > drops[2]   # a larger budget gets closer
+
+
+def test_settings_are_values_that_round_trip():
+    fast = FastSettings(budget=4 / 255, norm="l2", steps=7)
+    assert fast.to_dict()["optimizer"] == "normalized" and fast.to_dict()["lr"] == pytest.approx(1 / 255)
+    assert settings_from_dict(fast.to_dict()) == fast or settings_from_dict(fast.to_dict()).to_dict() == fast.to_dict()
+    paper = PaperSettings(steps=9, budget=0.1)
+    assert settings_from_dict(paper.to_dict()) == paper
+    assert settings_for("paper", steps=9, budget=0.1) == paper
+    with pytest.raises(ProbeError, match="no option frobnicate"):
+        settings_for("fast", frobnicate=1)
+    with pytest.raises(Exception):
+        fast.steps = 3   # frozen
 
 
 def test_divergence_raises_clear_error():
@@ -170,49 +217,51 @@ def test_divergence_raises_clear_error():
     enc._embed_image = lambda net, x: torch.where(enc.denormalize(x).amax() > 0.9, torch.nan, lin(net, x))
     white = lin(enc.model, enc.normalize(torch.ones(1, 3, 8, 8))).detach()
     with pytest.raises(DivergenceError, match=r"step [1-9].*NaN/inf"):
-        match(enc, rand_images(1) * 0.5, white, mode="fast", budget=1.0, lr=0.2, steps=20)
+        match(enc, rand_images(1) * 0.5, white, FastSettings(budget=1.0, lr=0.2, steps=20))
 
 
-@pytest.mark.parametrize("options,fragment", [
-    ({"mode": "nope"}, "mode"),
-    ({"mode": "fast", "lr": -1.0}, "lr"),
-    ({"mode": "paper", "steps": 0}, "steps"),
-    ({"mode": "fast", "budget": 0.0}, "budget"),
-    ({"mode": "fast", "budget": 2.0}, "budget"),
-    ({"mode": "fast", "loss": "hinge"}, "loss"),
-    ({"mode": "fast", "optimizer": "sgd"}, "optimizer"),
-    ({"mode": "fast", "unknown": 1}, "unknown"),
+@pytest.mark.parametrize("mode,options,fragment", [
+    ("nope", {}, "mode"),
+    ("fast", {"lr": -1.0}, "lr"),
+    ("paper", {"steps": 0}, "steps"),
+    ("fast", {"budget": 0.0}, "budget"),
+    ("fast", {"budget": 2.0}, "budget"),
+    ("fast", {"loss": "hinge"}, "loss"),
+    ("fast", {"optimizer": "sgd"}, "optimizer"),
+    ("fast", {"resolution": "huge"}, "resolution"),
+    ("fast", {"unknown": 1}, "unknown"),
 ])
-def test_bad_options_name_the_problem(options, fragment):
-    enc = linear_encoder()
+def test_bad_options_name_the_problem(mode, options, fragment):
     with pytest.raises(ProbeError, match=fragment):
-        match(enc, rand_images(1), rand_images(1, seed=2), **options)
+        settings_for(mode, **options)
 
 
 def test_bad_pixels_are_refused():
     enc = linear_encoder()
     with pytest.raises(ProbeError, match=r"\[0,1\] pixels"):
-        match(enc, rand_images(1) * 255, rand_images(1), steps=1)
+        match(enc, rand_images(1) * 255, rand_images(1), FastSettings(steps=1))
     with pytest.raises(ProbeError, match="one target per source"):
-        match(enc, rand_images(2), rand_images(3), steps=1)
+        match(enc, rand_images(2), rand_images(3), FastSettings(steps=1))
 
 
-def test_paper_parts_defaults_are_the_authors():
-    parts = paper_parts()
-    assert parts.optimizer.lr == 0.09 and parts.steps == 15000
-    assert parts.stop.l2sq_below == 16 and parts.stop.cos_above == 0.96
+def test_paper_settings_defaults_are_the_authors():
+    parts = PaperSettings().parts()
+    assert parts.optimizer.lr == 0.09 and parts.steps == 15000 and parts.space == "normalized"
+    assert parts.stop.l2sq_below == 16 and parts.stop.cos_above == 0.96 and not parts.keep_best
 
 
 def test_runs_on_device(device):
     enc = linear_encoder().to(device)
     src, tgt = rand_images(2).to(device), rand_images(2, seed=2).to(device)
-    result = match(enc, src, tgt, steps=30, budget=0.2)
+    result = match(enc, src, tgt, FastSettings(steps=30, budget=0.2))
     assert result.images.device == src.device
     assert (result.final["l2_to_target"] < result.initial["l2_to_target"]).all()
+    on_cpu = match(linear_encoder(), src.cpu(), tgt.cpu(), FastSettings(steps=30, budget=0.2))
+    torch.testing.assert_close(result.images.cpu(), on_cpu.images, atol=1e-4, rtol=0)
 
 
 def test_loose_thresholds_warn_instead_of_silently_succeeding():
     enc = linear_encoder()
     with pytest.warns(UserWarning, match="before any step"):
-        result = match(enc, rand_images(1), rand_images(1, seed=2), mode="paper", l2sq_below=1e9, cos_above=-1)
+        result = match(enc, rand_images(1), rand_images(1, seed=2), PaperSettings(l2sq_below=1e9, cos_above=-1))
     assert bool(result.converged[0]) and int(result.steps_run[0]) == 0

@@ -1,6 +1,8 @@
 """Encoders: spec parsing, differentiable preprocessing, and offline loading through the real OpenCLIP,
 transformers and timm Hub code paths (fake Hub caches and local folders built here)."""
 import json
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,8 +11,9 @@ from safetensors.torch import save_file
 
 from hub_fixtures import FAKE_COMMIT, folder_files, put_in_hub_cache, write_clip_tokenizer
 from probe.errors import ModelError, ProbeError
-from probe.images import quantize
 from probe.models import PRESETS, load_encoder, parse_spec, resize_center_crop, weights_status
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("spec,backend,name,weights", [
@@ -56,7 +59,8 @@ def test_bad_device_and_dtype():
             load_encoder("tiny", device="cuda:1")
 
 
-def test_resize_center_crop_matches_torchvision():
+def test_resize_center_crop_matches_torchvision_tensor_resize():
+    """The differentiable path (fast mode) is torchvision's tensor resize; the PIL path is tested below."""
     enc_pre = load_encoder("tiny").pre
     pixels = torch.rand(1, 3, 300, 451, generator=torch.Generator().manual_seed(0))
     expected = TF.center_crop(TF.resize(pixels, 224, interpolation=TF.InterpolationMode.BICUBIC, antialias=True),
@@ -79,14 +83,22 @@ def test_random_weights_are_seeded_and_labelled():
     assert a.weights == "random:0" and c.weights == "random:1"
 
 
-def test_bfloat16_forward_keeps_float32_gradients(tiny_encoder):
-    enc = load_encoder("tiny", dtype="bfloat16")
-    pixels = torch.rand(1, 3, 224, 224, requires_grad=True)
+def test_bfloat16_forward_keeps_float32_gradients():
+    """On the trained mini-CLIP, whose embeddings are spread (unrelated images differ by ~50% in norm), bf16
+    stays within 2% of float32."""
+    from probe.images import load_image
+
+    enc, reference = load_encoder("mini-clip", dtype="bfloat16"), load_encoder("mini-clip")
+    pixels = torch.stack([load_image(ROOT / "examples" / name)[:, :200, :200] for name in ("cat.png", "rocket.png")])
+    pixels.requires_grad_(True)
     emb = enc(pixels)
     emb.sum().backward()
     assert emb.dtype == torch.float32 and pixels.grad.dtype == torch.float32
     with torch.no_grad():
-        assert torch.nn.functional.cosine_similarity(emb, tiny_encoder(pixels)).item() > 0.99
+        exact = reference(pixels)
+    relative = ((emb.detach() - exact).norm(dim=1) / exact.norm(dim=1))
+    unrelated = float((exact[0] - exact[1]).norm() / exact[0].norm())
+    assert (relative < 0.02).all() and unrelated > 0.3, (relative, unrelated)
 
 
 # --- OpenCLIP ------------------------------------------------------------------------------------
@@ -195,11 +207,14 @@ def test_hf_clip_from_hub_cache_matches_its_own_processor(tmp_path, hf_cache):
     processed = CLIPImageProcessor.from_pretrained(tmp_path / "clip")(pil, return_tensors="pt")["pixel_values"]
     with torch.no_grad():
         reference = model.get_image_features(pixel_values=processed).pooler_output
-        ours = enc(quantize(photo)[None])
+        ours = enc.embed_normalized(enc.reference_input([pil]))         # the paper's route: its own processor
+        from_tensor = enc.embed_normalized(enc.reference_input(photo[None]))  # a tensor goes through 8 bits first
         text = enc.encode_text(["a cat"])
         tokens = AutoTokenizer.from_pretrained(tmp_path / "clip")(["a cat"], return_tensors="pt")
         text_ref = model.get_text_features(**tokens).pooler_output
-    assert torch.nn.functional.cosine_similarity(ours, reference).item() > 0.99  # PIL vs torch resampling
+    torch.testing.assert_close(ours, reference)
+    torch.testing.assert_close(from_tensor, reference)
+    assert "image processor" in enc.reference_name
     torch.testing.assert_close(text, text_ref)
 
 
@@ -243,12 +258,69 @@ def test_timm_from_hub_cache_and_local_file(tmp_path, hf_cache):
         torch.testing.assert_close(from_file(x), expected)
 
 
-def test_presets_resolve():
-    for name, (spec, _) in PRESETS.items():
-        assert parse_spec(name) == parse_spec(spec)
+def test_presets_resolve_to_the_documented_models():
+    expected = {"vit-h-14": ("openclip", "ViT-H-14", "laion2b_s32b_b79k"),
+                "clip-b32": ("openclip", "ViT-B-32", "openai"), "clip-l14": ("openclip", "ViT-L-14", "openai"),
+                "mini-clip": ("openclip", f"local-dir:{ROOT / 'probe' / 'toy' / 'mini_clip'}", None),
+                "tiny": ("openclip", "probe-tiny-vit", "random")}
+    assert set(PRESETS) == set(expected)
+    for name, fields in expected.items():
+        parsed = parse_spec(name)
+        assert (parsed.backend, parsed.name, parsed.weights) == fields
+    assert str(parse_spec("clip-b32@random:3")) == "openclip:ViT-B-32@random:3"
+    assert parse_spec("mini-clip@random").weights == "random"
 
 
-def test_encoder_on_device(device):
-    enc = load_encoder("tiny", device=device)
-    x = torch.rand(1, 3, 100, 120, device=device)
-    assert enc(x).device.type == device
+def test_encoder_on_device_gives_the_cpu_numbers(device):
+    enc, on_cpu = load_encoder("mini-clip", device=device), load_encoder("mini-clip")
+    x = torch.rand(2, 3, 100, 120, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = enc(x.to(device))
+        torch.testing.assert_close(out.cpu(), on_cpu(x), atol=1e-4, rtol=1e-4)
+    assert out.device.type == device and enc.device == torch.device(device if device == "cpu" else "cuda", 0
+                                                                     if device != "cpu" else None)
+
+
+@pytest.mark.parametrize("spec,name", [("mini-clip", None), ("openclip:ViT-B-32@random", "ViT-B-32")])
+def test_reference_input_is_open_clips_own_preprocess(spec, name):
+    """The paper's start: the PIL image through open_clip's own transform (PIL bicubic resize, centre crop,
+    to tensor, normalise), on a non-square photo larger than the model input; not probe's tensor resize."""
+    import open_clip
+    from PIL import Image
+
+    from probe.images import load_image
+
+    import skimage
+
+    photo = Path(skimage.__file__).parent / "data" / "chelsea.png"   # 451 x 300, a real photo
+    enc = load_encoder(spec)
+    _, _, preprocess = open_clip.create_model_and_transforms(name or f"local-dir:{ROOT / 'probe/toy/mini_clip'}",
+                                                             pretrained=None, load_weights=False)
+    with Image.open(photo) as image:
+        assert image.size[0] != image.size[1] and min(image.size) > enc.input_size[0]
+        expected = preprocess(image)[None]
+        ours = enc.reference_input([image])
+    assert torch.equal(ours, expected)
+    differentiable = enc.preprocess(load_image(photo)[None])
+    gap = float((enc.denormalize(differentiable) - enc.denormalize(ours)).abs().max() * 255)
+    assert gap > 0.75, gap   # the routes differ by more than rounding (PIL's kernel): paper mode uses this one
+    assert enc.reference_name.startswith("open_clip's preprocess (PIL): Resize")
+
+
+def test_unreachable_hub_fails_within_seconds_without_offline_flag(tmp_path):
+    """HF_HUB_OFFLINE unset and the Hub endpoint unreachable: one clear line within seconds, no retries."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env["HF_ENDPOINT"] = "http://127.0.0.1:9"   # nothing listens there
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "probe", "match", "--model", "clip-b32", "--source",
+                             str(ROOT / "examples" / "cat.png"), "--target", str(ROOT / "examples" / "rocket.png"),
+                             "--out", str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=120)
+    seconds = time.perf_counter() - start
+    assert result.returncode == 2 and seconds < 20, (seconds, result.stderr[-500:])
+    assert "Retrying" not in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: could not load openclip:ViT-B-32@openai")
+    assert "did not answer" in result.stderr and not (tmp_path / "out").exists()

@@ -11,19 +11,18 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from probe.cli import main as cli_main
+from probe.errors import ProbeError
+from probe.models import load_encoder
 from probe.toy import MINI_CLIP_DIR, MINI_CLIP_NAME, data, train as train_module
-from probe.toy.__main__ import main
-from probe.toy.evaluate import (
-    centroid_mean_cosine,
-    embed_images,
-    embed_texts,
-    heldout_set,
-    load_model,
-    plain_set,
-    zero_shot_accuracy,
-)
 from probe.toy.model import CONFIG_FILE, WEIGHTS_FILE
+from probe.toy.quality import accuracy, centroid_mean_cosine, heldout_set, plain_set
 from probe.toy.train import train
+from probe.zeroshot import embed_images, text_head
+
+
+def main(argv):
+    return cli_main(["toy", *argv])
 
 _REAL_TRAIN_STEP = train_module._train_step
 REQUIRED = [f"{c} {s}" for c in ("red", "green", "blue", "yellow") for s in ("circle", "square", "triangle", "star")]
@@ -62,34 +61,32 @@ def test_class_names_cover_required_combinations():
 
 def test_training_seeds_never_reach_the_heldout_range():
     assert train_module.batch_seed(train_module.MAX_SEED - 1, train_module.MAX_STEPS - 1) < data.EVAL_SEED
-    with pytest.raises(ValueError, match="held-out"):
+    with pytest.raises(ProbeError, match="held-out"):
         heldout_set(1, seed=0)
 
 
 def test_bad_arguments_raise_clear_errors():
-    with pytest.raises(ValueError, match="unknown colour"):
+    with pytest.raises(ProbeError, match="unknown colour"):
         data.draw_plain_shape("mauve", "circle")
-    with pytest.raises(ValueError, match="unknown shape"):
+    with pytest.raises(ProbeError, match="unknown shape"):
         data.draw_plain_shape("red", "blob")
-    with pytest.raises(ValueError, match="seed"):
+    with pytest.raises(ProbeError, match="seed"):
         data.generate_samples(3, -1)
-    with pytest.raises(ValueError, match="seed"):
+    with pytest.raises(ProbeError, match="seed"):
         train("unused", seed=-1)
 
 
 @pytest.fixture(scope="module")
 def shipped():
     """Embeddings of held-out and plain images under the shipped and a random-init model."""
-    torch.set_num_threads(1)
-    model, preprocess, tokenizer = load_model(MINI_CLIP_DIR)
+    encoder = load_encoder("mini-clip")
     held_images, held_labels = heldout_set(per_class=10)
     plain_images, plain_labels = plain_set()
-    random_model, random_preprocess, _ = load_model(MINI_CLIP_DIR, random_init=True)
     return {
-        "classes": embed_texts(model, tokenizer, data.class_names()),
-        "held": (embed_images(model, preprocess, held_images), held_labels),
-        "plain": (embed_images(model, preprocess, plain_images), plain_labels),
-        "random_held": embed_images(random_model, random_preprocess, held_images),
+        "head": text_head(encoder, data.class_names()),
+        "held": (embed_images(encoder, held_images), held_labels),
+        "plain": (embed_images(encoder, plain_images), plain_labels),
+        "random_held": embed_images(load_encoder("mini-clip@random"), held_images),
     }
 
 
@@ -105,12 +102,12 @@ def test_shipped_folder_loads_through_open_clip_offline():
 
 def test_shipped_model_zero_shot_on_heldout_images(shipped):
     features, labels = shipped["held"]
-    assert zero_shot_accuracy(features, labels, shipped["classes"]) >= 0.9
+    assert accuracy(shipped["head"].probabilities(features).argmax(1), labels) >= 0.9
 
 
 def test_shipped_model_classifies_plain_pil_shapes(shipped):
     features, labels = shipped["plain"]
-    assert zero_shot_accuracy(features, labels, shipped["classes"]) >= 0.8
+    assert accuracy(shipped["head"].probabilities(features).argmax(1), labels) >= 0.8
 
 
 def test_shipped_model_spreads_class_centroids(shipped):
@@ -139,7 +136,7 @@ def _checkpoint(out_dir):
 
 
 def test_training_resumes_to_the_same_weights(tmp_path, monkeypatch):
-    settings = dict(seed=3, steps=4, batch=8, checkpoint_every=2, progress=False)
+    settings = dict(seed=3, steps=4, batch=8, checkpoint_every=2)
     train(tmp_path / "straight", **settings)
 
     _count_steps(monkeypatch, interrupt_at=3)
@@ -148,9 +145,9 @@ def test_training_resumes_to_the_same_weights(tmp_path, monkeypatch):
     assert _checkpoint(tmp_path / "resumed")["step"] == 2
     assert not (tmp_path / "resumed" / WEIGHTS_FILE).exists()
 
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(ProbeError, match="--resume"):
         train(tmp_path / "resumed", **settings)
-    with pytest.raises(ValueError, match="differs"):
+    with pytest.raises(ProbeError, match="differs"):
         train(tmp_path / "resumed", resume=True, **dict(settings, batch=4))
     count = _count_steps(monkeypatch)
     train(tmp_path / "resumed", resume=True, **settings)
@@ -165,7 +162,7 @@ def test_training_resumes_to_the_same_weights(tmp_path, monkeypatch):
 def test_data_workers_give_the_same_weights(tmp_path, monkeypatch):
     """Six steps with one worker keep more batches pending than the pool's look-ahead (the steady state), and a
     run interrupted without workers and resumed with them ends where an uninterrupted inline run does."""
-    settings = dict(seed=2, steps=6, batch=6, checkpoint_every=3, progress=False)
+    settings = dict(seed=2, steps=6, batch=6, checkpoint_every=3)
     train(tmp_path / "inline", **settings)
     train(tmp_path / "workers", workers=1, **settings)
     _count_steps(monkeypatch, interrupt_at=4)
@@ -180,7 +177,8 @@ def test_data_workers_give_the_same_weights(tmp_path, monkeypatch):
 
 def test_training_writes_a_loadable_hub_folder(tmp_path):
     out = tmp_path / "hub"
-    assert main(["train", "--out", str(out), "--steps", "2", "--batch", "4", "--checkpoint", str(tmp_path / "c.pt")]) == 0
+    assert main(["train", "--out", str(out), "--steps", "2", "--batch", "4", "--checkpoint", str(tmp_path / "c.pt"),
+                 "--quiet"]) == 0
     config = json.loads((out / CONFIG_FILE).read_text())
     assert config["preprocess_cfg"]["size"] == config["model_cfg"]["vision_cfg"]["image_size"]
     name = f"local-dir:{out}"
@@ -200,3 +198,23 @@ def test_cli_reports_bad_arguments(tmp_path, capsys):
     assert "device 'tpu'" in capsys.readouterr().err
     assert main(["eval", "--model-dir", str(tmp_path)]) == 2
     assert "open_clip_config.json" in capsys.readouterr().err
+
+
+def test_training_progress_cancels_cleanly_and_resumes(tmp_path):
+    """Returning False from the progress callback stops after a checkpoint; resuming ends where a straight run does."""
+    settings = dict(seed=4, steps=4, batch=6, checkpoint_every=100)
+    straight = train(tmp_path / "straight", **settings)
+    seen = []
+
+    def stop_after_two(stage, done, total, metrics):
+        seen.append((stage, done, total, sorted(metrics)))
+        return done < 2
+
+    stopped = train(tmp_path / "stopped", progress=stop_after_two, **settings)
+    assert stopped.cancelled and stopped.step == 2 and not (tmp_path / "stopped" / WEIGHTS_FILE).exists()
+    assert seen[0] == ("train", 0, 4, []) and seen[-1] == ("train", 2, 4, ["logit_scale", "loss"])
+    assert _checkpoint(tmp_path / "stopped")["step"] == 2
+    resumed = train(tmp_path / "stopped", resume=True, **settings)
+    assert not resumed.cancelled and resumed.step == 4
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key

@@ -8,7 +8,7 @@ import torch
 from probe.images import quantize
 from probe.metrics import psnr
 from probe.models import load_encoder
-from probe.toy.__main__ import main
+from probe.cli import main
 from probe.toy.data import class_names
 from probe.toy.effect import measure, photo_pairs, psnr_to_rms, shape_pairs
 from probe.zeroshot import text_head
@@ -58,7 +58,7 @@ def test_cli_writes_the_report(tmp_path, capsys):
     code = main(["effect", "--out", str(out), "--sets", "shapes", "--pairs", "3", "--steps", "3",
                  "--psnr", "35,30", "--quiet"])
     assert code == 0
-    record = json.loads((out / "effect.json").read_text())
+    record = json.loads((out / "summary.json").read_text())
     assert record["weights"].startswith("local:") and record["psnr_floors_db"] == [35.0, 30.0]
     assert [r["psnr_floor_db"] for r in record["results"]["shapes"]] == [35.0, 30.0]
     with open(out / "pairs.csv") as f:
@@ -68,5 +68,6 @@ def test_cli_writes_the_report(tmp_path, capsys):
 
 
 def test_cli_names_a_bad_set(tmp_path, capsys):
-    assert main(["effect", "--out", str(tmp_path), "--sets", "cats", "--quiet"]) == 2
+    assert main(["effect", "--out", str(tmp_path / "o"), "--sets", "cats", "--quiet"]) == 2
     assert "sets must be some of" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -117,7 +117,7 @@ def test_classify_cli_end_to_end(tmp_path, capsys):
     rc = main(["classify", "--model", "tiny", "--images", *map(str, paths), "--labels", "red circle, blue star,x",
                "--out", str(out)])
     assert rc == 0
-    record = json.loads((out / "classify.json").read_text())
+    record = json.loads((out / "summary.json").read_text())
     assert record["labels"] == ["red circle", "blue star", "x"]
     assert record["images"] == [str(p) for p in paths]
     assert record["model"] == "openclip:probe-tiny-vit@random" and record["weights"] == "random:0"
@@ -125,6 +125,10 @@ def test_classify_cli_end_to_end(tmp_path, capsys):
     assert "versions" in record and record["head"]["templates"] == ["{}"]
     assert (out / "classify.png").stat().st_size > 0
     assert "grey.png" in capsys.readouterr().out
+    from probe import experiments
+
+    same = experiments.classify("tiny", paths, ["red circle", "blue star", "x"])  # the call the CLI makes
+    assert same.probabilities.tolist() == record["probabilities"]
 
 
 def test_classify_cli_bad_arguments_give_one_line(tmp_path, capsys):
@@ -153,7 +157,8 @@ def test_classify_cli_without_text_tower(tmp_path, capsys):
               "--out", str(tmp_path / "o")]
     assert main(common + ["--labels", "cat,dog"]) == 2
     assert "no text tower" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # a failed run creates nothing
     assert main(common + ["--reference", str(tmp_path / "ref")]) == 0
-    record = json.loads((tmp_path / "o" / "classify.json").read_text())
+    record = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert record["labels"] == ["cat", "dog"] and record["head"]["head"] == "prototype"
     assert record["predictions"] == ["cat"]  # the image is the cat reference itself

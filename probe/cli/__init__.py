@@ -1,7 +1,8 @@
 """`python -m probe COMMAND ...`: parse arguments, call the library, write results. No science here.
 
 Each command lives in its own module with `register(subparsers)`, which adds a parser whose
-`func(args) -> int` does the work. User errors (ProbeError) print one line and exit 2.
+`func(args) -> int` parses and checks its arguments, calls one `probe.experiments` function, saves the result
+and prints one line. User errors (ProbeError) print one line and exit 2.
 """
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from probe.errors import ProbeError
 
 COMMAND_MODULES = (
     "probe.cli.models_cmd",
-    "probe.cli.geometry_cmd",
     "probe.cli.match_cmd",
+    "probe.cli.geometry_cmd",
     "probe.cli.classify_cmd",
+    "probe.cli.systematic_cmd",
+    "probe.cli.toy_cmd",
 )
 
 
@@ -42,5 +45,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: finished files were kept, nothing half-written was left", file=sys.stderr)
+        print("interrupted: nothing half-written was left (files are written whole or not at all)", file=sys.stderr)
         return 130

@@ -1,10 +1,11 @@
-"""Arguments and checks shared by the CLI commands."""
+"""Arguments, checks and the save-and-print ending shared by the CLI commands."""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
 
+from probe.cli.progress import Bars
 from probe.errors import ProbeError
 
 
@@ -16,6 +17,11 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                         help="forward-pass precision; input gradients stay float32")
     parser.add_argument("--seed", type=int, default=0, help="random seed (recorded in the outputs)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_out_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, help="output folder (created when the results are ready)")
 
 
 def load_encoder_from_args(args: argparse.Namespace):
@@ -56,9 +62,28 @@ def float_list(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
-def prepare_out_dir(path: str | Path) -> Path:
+def check_out_dir(path: str | Path) -> Path:
+    """The output folder, checked but not created: a failed run leaves nothing behind."""
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise ProbeError(f"--out {out} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def bars(args: argparse.Namespace) -> Bars:
+    return Bars(enabled=not args.quiet)
+
+
+def finish(result, out: Path, progress: Bars | None = None) -> int:
+    """Save a result (`probe.results.save`), print its headline and where it went; 130 when it was cancelled."""
+    from probe.results import save
+
+    if progress is not None:
+        progress.close()
+    summary = save(result, out)
+    print(result.headline())
+    if result.cancelled:
+        print(f"interrupted: the partial result (marked cancelled) is in {summary}", file=sys.stderr)
+        return 130
+    print(f"wrote {out}/ ({summary.name} last)")
+    return 0

@@ -1,20 +1,16 @@
-"""`python -m probe spectrum` and `python -m probe lipschitz`: the Jacobian spectrum of the embedding at
-one image and directional Lipschitz estimates along families of directions (the paper's Figs 3 and 4)."""
+"""`python -m probe spectrum`, `lipschitz` and `inspect`: the Jacobian spectrum of the embedding at one image,
+directional Lipschitz estimates along families of directions (the paper's Figs 3 and 4), and both together
+with the top singular directions as images."""
 from __future__ import annotations
 
 import argparse
-import time
 
-import torch
-
-from probe import geometry, plots
-from probe.cli.common import (add_model_args, existing_file, float_list, load_encoder_from_args, positive,
-                              prepare_out_dir)
-from probe.errors import ProbeError
+from probe import experiments, geometry
+from probe.cli.common import (add_model_args, add_out_arg, bars, check_out_dir, existing_file, finish, float_list,
+                              load_encoder_from_args, positive)
 from probe.images import load_image
-from probe.results import provenance, save_figure, write_json
 
-DEFAULT_EPS = "1e-3,1e-2,1e-1,1,10,100"
+DEFAULT_EPS = ",".join(f"{e:g}" for e in experiments.DEFAULT_EPS)
 
 
 def family_list(text: str) -> tuple[str, ...]:
@@ -30,12 +26,10 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     add_model_args(parser)
     parser.add_argument("--image", required=True, type=existing_file, help="image file (any size; resized "
                         "and centre-cropped to the model's input as in its preprocessing)")
-    parser.add_argument("--out", required=True, help="output folder")
+    add_out_arg(parser)
     parser.add_argument("--space", choices=geometry.SPACES, default="normalized",
                         help="input space of the Jacobian: pixel ([0,1] at model resolution) or normalized "
                              "(the model's normalised input, as the paper); default normalized")
-    parser.add_argument("--chunk-size", type=positive(int, "--chunk-size"), default=None,
-                        help="Jacobian rows per batched VJP (default: from free memory)")
 
 
 def register(subparsers) -> None:
@@ -51,6 +45,10 @@ def register(subparsers) -> None:
                           help="topk stopping tolerance: Ritz residual / sigma_1^2 (default 1e-3)")
     spectrum.add_argument("--rtol", type=positive(float, "--rtol"), default=None,
                           help="numerical-rank tolerance relative to sigma_1 (default m * float32 eps)")
+    spectrum.add_argument("--directions", type=int, default=0,
+                          help="also save this many top right singular vectors as images (default 0)")
+    spectrum.add_argument("--chunk-size", type=positive(int, "--chunk-size"), default=None,
+                          help="Jacobian rows per batched VJP (default: from free memory)")
     spectrum.set_defaults(func=run_spectrum)
 
     lipschitz = subparsers.add_parser("lipschitz", help="directional Lipschitz estimates along singular, "
@@ -72,89 +70,53 @@ def register(subparsers) -> None:
     lipschitz.add_argument("--estimate-dtype", choices=["float64", "float32"], default="float64",
                            help="precision of the estimates: float64 (default) probes a float64 copy of the "
                                 "model, so small eps is not float32 rounding noise; float32 saves memory")
+    lipschitz.add_argument("--chunk-size", type=positive(int, "--chunk-size"), default=None,
+                           help="Jacobian rows per batched VJP (default: from free memory)")
     lipschitz.set_defaults(func=run_lipschitz)
+
+    inspect = subparsers.add_parser("inspect", help="spectrum, Lipschitz estimates along the top singular "
+                                                    "directions, and those directions as images")
+    _add_common(inspect)
+    inspect.add_argument("--method", choices=["exact", "topk"], default="exact",
+                         help="exact Jacobian, or matrix-free top-k (for large models)")
+    inspect.add_argument("--k", type=positive(int, "--k"), default=4, help="top singular directions (default 4)")
+    inspect.add_argument("--matched", type=existing_file, default=None,
+                         help="an image matched from --image: adds the displacement direction")
+    inspect.set_defaults(func=run_inspect)
+
+
+def _prepare(args):
+    load_image(args.image)
+    if getattr(args, "matched", None) is not None:
+        load_image(args.matched)
+    out = check_out_dir(args.out)
+    return out, load_encoder_from_args(args), bars(args)
 
 
 def run_spectrum(args) -> int:
     if args.k is not None and args.method != "topk":
+        from probe.errors import ProbeError
+
         raise ProbeError("--k applies to --method topk only (exact computes all m singular values)")
-    out = prepare_out_dir(args.out)
-    image = load_image(args.image)
-    encoder = load_encoder_from_args(args)
-    emap = geometry.embedding_map(encoder, image, args.space)
-    start = time.perf_counter()
-    if args.method == "exact":
-        J = geometry.jacobian(emap.f, emap.x0, chunk_size=args.chunk_size, progress=True)
-        spectrum = geometry.exact_spectrum(J, rtol=args.rtol)
-    else:
-        with torch.no_grad():
-            m = emap.f(emap.x0[None]).shape[1]
-        spectrum = geometry.topk_spectrum(emap.f, emap.x0, k=args.k or min(16, m), tol=args.tol, seed=args.seed,
-                                          rtol=args.rtol, progress=True)
-    seconds = time.perf_counter() - start
-    sigma = spectrum.singular_values
-    if spectrum.method == "exact":
-        fig, _ = plots.singular_values_figure(sigma, tol=spectrum.tol, space=args.space)
-    else:
-        fig, _ = plots.topk_singular_values_figure(sigma, spectrum.m, space=args.space)
-    save_figure(fig, out / "spectrum.png")
-    summary = provenance(
-        **encoder.describe(), image=str(args.image), space=args.space, method=spectrum.method,
-        m=spectrum.m, n=spectrum.n, seconds=seconds, singular_values=sigma.tolist(),
-        numerical_rank=spectrum.numerical_rank, rtol=spectrum.rtol, tol=spectrum.tol,
-        chunk_size=args.chunk_size, seed=args.seed, topk=spectrum.info or None)
-    write_json(out / "spectrum.json", summary)
-    rank = ("rank not known (top-k only)" if spectrum.numerical_rank is None
-            else f"numerical rank {spectrum.numerical_rank} (tol {spectrum.tol:.2g})")
-    print(f"sigma_1 = {float(sigma[0]):.4g}, {rank}, {seconds:.1f} s -> {out / 'spectrum.json'}")
-    return 0
+    out, encoder, progress = _prepare(args)
+    result = experiments.spectrum(encoder, args.image, space=args.space, method=args.method, k=args.k, tol=args.tol,
+                                  rtol=args.rtol, chunk_size=args.chunk_size, directions=args.directions,
+                                  seed=args.seed, progress=progress)
+    return finish(result, out, progress)
 
 
 def run_lipschitz(args) -> int:
-    eps = geometry.check_eps(args.eps)
-    out = prepare_out_dir(args.out)
-    image = load_image(args.image)
-    encoder = load_encoder_from_args(args)
-    emap = geometry.embedding_map(encoder, image, args.space)
-    estimate_map = (geometry.embedding_map(encoder, image, args.space, dtype=torch.float64)
-                    if args.estimate_dtype == "float64" else None)
-    displacement = None
-    if args.matched is not None:
-        displacement = geometry.embedding_map(encoder, load_image(args.matched), args.space).x0 - emap.x0
-    start = time.perf_counter()
-    study = geometry.lipschitz_study(emap, args.directions, args.samples, eps, seed=args.seed,
-                                     estimate_map=estimate_map, optimize_eps=args.opt_eps,
-                                     optimize_steps=args.opt_steps, chunk_size=args.chunk_size,
-                                     displacement=displacement, progress=True)
-    seconds = time.perf_counter() - start
-    spectrum = study.spectrum
-    sigma = spectrum.singular_values
-    sigma_1 = float(sigma[0])
-    ref = min(range(len(eps)), key=lambda j: eps[j])
-    fig, _ = plots.lipschitz_distributions_figure(
-        {name: est.estimates[:, ref] for name, est in study.families.items()}, eps[ref], sigma_1,
-        study.frobenius_over_sqrt_n, space=args.space)
-    save_figure(fig, out / "lipschitz.png")
-    fig, data = plots.lipschitz_vs_eps_figure(
-        eps, {name: est.estimates for name, est in study.families.items()},
-        {name: est.first_order_error for name, est in study.families.items()}, sigma_1, space=args.space)
-    save_figure(fig, out / "lipschitz_eps.png", data)
-    if "singular" in study.families:
-        fig, data = plots.singular_lipschitz_figure(sigma, study.families["singular"].estimates[:, ref],
-                                                    eps[ref], spectrum.tol, space=args.space)
-        save_figure(fig, out / "lipschitz_singular.png", data)
-    summary = provenance(
-        **encoder.describe(), image=str(args.image), matched=args.matched, space=args.space, eps=eps,
-        reference_eps=eps[ref],
-        families={name: est.to_dict() for name, est in study.families.items()},
-        singular_values=sigma.tolist(), sigma_1=sigma_1, numerical_rank=spectrum.numerical_rank,
-        rtol=spectrum.rtol, tol=spectrum.tol, frobenius_over_sqrt_n=study.frobenius_over_sqrt_n,
-        m=spectrum.m, n=spectrum.n, samples=args.samples, seed=args.seed, estimate_dtype=args.estimate_dtype,
-        optimization={"eps": args.opt_eps, "steps": args.opt_steps,
-                      "values": None if study.optimized_values is None else study.optimized_values.tolist()},
-        seconds=seconds)
-    write_json(out / "lipschitz.json", summary)
-    medians = ", ".join(f"{name} {float(est.estimates[:, ref].median()):.3g}"
-                        for name, est in study.families.items())
-    print(f"median estimates at eps={eps[ref]:g}: {medians} (sigma_1 {sigma_1:.3g}) -> {out / 'lipschitz.json'}")
-    return 0
+    geometry.check_eps(args.eps)
+    out, encoder, progress = _prepare(args)
+    result = experiments.lipschitz(encoder, args.image, families=args.directions, samples=args.samples, eps=args.eps,
+                                   space=args.space, optimize_eps=args.opt_eps, optimize_steps=args.opt_steps,
+                                   estimate_dtype=args.estimate_dtype, matched=args.matched,
+                                   chunk_size=args.chunk_size, seed=args.seed, progress=progress)
+    return finish(result, out, progress)
+
+
+def run_inspect(args) -> int:
+    out, encoder, progress = _prepare(args)
+    result = experiments.inspect(encoder, args.image, method=args.method, k=args.k, space=args.space,
+                                 matched=args.matched, seed=args.seed, progress=progress)
+    return finish(result, out, progress)

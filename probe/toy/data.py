@@ -19,6 +19,8 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image, ImageColor, ImageDraw
 
+from probe.errors import ProbeError
+
 COLOURS = ("red", "green", "blue", "yellow", "orange", "purple")
 SHAPES = ("circle", "square", "triangle", "star", "cross")
 
@@ -68,11 +70,11 @@ def generate_samples(n: int, seed: int, *, image_size: int = 64, balanced: bool 
     when ``balanced`` is true (handy for evaluation sets).
     """
     if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+        raise ProbeError(f"n must be >= 0, got {n}")
     if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
+        raise ProbeError(f"seed must be >= 0, got {seed}")
     if image_size < 16:
-        raise ValueError(f"image_size must be >= 16 pixels, got {image_size}")
+        raise ProbeError(f"image_size must be >= 16 pixels, got {image_size}")
     n_classes = len(COLOURS) * len(SHAPES)
     rng = np.random.default_rng(seed)
     samples = []
@@ -125,7 +127,7 @@ def draw_plain_shape(colour: str, shape: str, size: str = "medium", image_size: 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(choices)}")
+        raise ProbeError(f"unknown {name} {value!r}; expected one of {', '.join(choices)}")
 
 
 def _random_sample(rng: np.random.Generator, class_index: int, image_size: int) -> Sample:
@@ -239,7 +241,7 @@ def _pattern(rng: np.random.Generator, kind: str, side: int) -> np.ndarray:
         return np.floor(u / period) % 2
     if kind == "checkered":
         return (np.floor(x / period) + np.floor(y / period)) % 2
-    raise ValueError(f"unknown pattern {kind!r}")
+    raise ProbeError(f"unknown pattern {kind!r}")
 
 
 def _texture(rng: np.random.Generator, kind: str, rgb: tuple[int, int, int], side: int) -> Image.Image:
@@ -299,7 +301,7 @@ def _unit_polygon(shape: str) -> list[tuple[float, float]]:
             points += [(math.hypot(1.0, arm), base - half), (math.hypot(1.0, arm), base + half),
                        (inner, base + math.pi / 4)]
         return points
-    raise ValueError(f"no polygon for shape {shape!r}")
+    raise ProbeError(f"no polygon for shape {shape!r}")
 
 
 def _caption(rng: np.random.Generator, colour: str, shape: str, attributes: dict[str, str]) -> str:

@@ -11,6 +11,7 @@ loss, normalised-gradient steps), rounded to 8 bits as a saved PNG would be, the
 the model's own text head over all classes. A pair succeeds when the target's class is top-1. PSNR is measured
 between the rounded matched image and the source at the model's input resolution. One call sweeps several
 budgets; ``psnr_to_rms`` turns a PSNR floor into the budget that lands each rounded image just above it.
+``probe.experiments.effect`` runs it as an experiment (figures, files, progress).
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ import torchvision.transforms.functional as TF
 
 from probe.errors import ProbeError
 from probe.images import load_image, quantize
-from probe.matching import match
+from probe.matching import FastSettings, sweep
 from probe.metrics import psnr
+from probe.progress import Progress
 from probe.toy.data import EVAL_SEED, class_names, draw_plain_shape, generate_samples
 from probe.zeroshot import text_head, vision_text_matrix
 
@@ -114,28 +116,33 @@ def psnr_to_rms(psnr_db: float) -> float:
 
 
 def measure(encoder, pair_set: PairSet, budgets_rms: list[float], steps: int = 300, seed: int = 0,
-            optimizer: str = "normalized", verbose: bool = False) -> list[dict]:
+            optimizer: str = "normalized", progress: Progress | None = None) -> list[dict]:
     """Match every pair once per budget. Per budget: success rate, mean target probability, PSNR, one row per
-    pair, and ``matched``, the 8-bit-rounded matched images (N,3,h,w) on the CPU."""
+    pair, and ``matched``, the 8-bit-rounded matched images (N,3,h,w) on the CPU. A cancelled sweep returns the
+    budgets it finished."""
     names = class_names()
     head = text_head(encoder, names)
     labels = torch.tensor(pair_set.target_classes)
+    settings = FastSettings(norm="l2", budget=budgets_rms[0], loss="cosine", steps=steps, optimizer=optimizer,
+                            resolution="model")
     runs = []
-    for budget in budgets_rms:
-        result = match(encoder, pair_set.sources, pair_set.targets, mode="fast", norm="l2", budget=budget,
-                       loss="cosine", steps=steps, optimizer=optimizer, seed=seed, verbose=verbose)
+    for result in sweep(encoder, pair_set.sources, pair_set.targets, settings, budgets_rms, seed=seed,
+                        progress=progress):
+        if result.cancelled:
+            break
         matched = quantize(result.images).cpu()
         probabilities = vision_text_matrix(encoder, head, matched)
         predicted = probabilities.argmax(1)
         target_probability = probabilities[torch.arange(len(labels)), labels]
         db = psnr(matched, result.sources.cpu())
+        budget = result.settings["budget"]
         runs.append({
             "budget_rms": budget, "budget_rms_255": budget * 255, "steps": steps,
             "target_top1": (predicted == labels).float().mean().item(),
             "target_probability_mean": target_probability.mean().item(),
             "psnr_db_mean": db.mean().item(), "psnr_db_min": db.min().item(),
             "cos_to_target_mean": result.final["cos_to_target"].mean().item(),
-            "settings": result.description,
+            "settings": result.settings,
             "pairs": [{"source": s, "target": names[t], "predicted": names[p],
                        "target_probability": float(q), "psnr_db": float(d)}
                       for s, t, p, q, d in zip(pair_set.source_names, labels.tolist(), predicted.tolist(),
@@ -143,56 +150,3 @@ def measure(encoder, pair_set: PairSet, budgets_rms: list[float], steps: int = 3
             "matched": matched,
         })
     return runs
-
-
-def run(encoder, out_dir: str | Path, sets: list[str], psnr_floors: list[float], steps: int = 300,
-        per_photo: int = 5, n_shapes: int = 40, seed: int = 0, verbose: bool = True) -> dict:
-    """Measure every set at every PSNR floor and write effect.json, pairs.csv and the figures to ``out_dir``.
-    Prints one line per set and floor; ``verbose`` adds progress bars.
-
-    effect.json is written last: its presence means the run finished.
-    """
-    from probe.plots import budget_sweep_figure, matched_examples_figure
-    from probe.results import provenance, save_figure, write_csv, write_json
-
-    unknown = sorted(set(sets) - set(PAIR_SETS))
-    if unknown or not sets:
-        raise ProbeError(f"sets must be some of {list(PAIR_SETS)}, got {sets}")
-    if not psnr_floors:
-        raise ProbeError("give at least one PSNR floor")
-    budgets = [psnr_to_rms(db) for db in psnr_floors]
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    builders = {"photos": lambda: photo_pairs(encoder, per_photo, seed),
-                "shapes": lambda: shape_pairs(encoder, n_shapes, seed)}
-    summary, rows, curves = {}, [], {}
-    for name in sets:
-        pair_set = builders[name]()
-        runs = measure(encoder, pair_set, budgets, steps=steps, seed=seed, verbose=verbose)
-        for floor, result in zip(psnr_floors, runs):
-            rows += [{"set": name, "psnr_floor_db": floor, **pair} for pair in result["pairs"]]
-            print(f"{name:7s} PSNR floor {floor:5.1f} dB (RMS {result['budget_rms_255']:.2f}/255): target top-1 "
-                  f"{result['target_top1']:.1%} of {len(pair_set.target_classes)} pairs, mean target probability "
-                  f"{result['target_probability_mean']:.3f}, PSNR mean {result['psnr_db_mean']:.2f} "
-                  f"min {result['psnr_db_min']:.2f} dB")
-        first = runs[0]
-        n = len(pair_set.target_classes)
-        show = list(range(0, n, max(1, n // 4)))[:4]  # spread over the set: different sources
-        captions = [(pair_set.source_names[i], f"-> {first['pairs'][i]['target']}: predicted "
-                     f"{first['pairs'][i]['predicted']} ({first['pairs'][i]['target_probability']:.2f}), "
-                     f"{first['pairs'][i]['psnr_db']:.1f} dB") for i in show]
-        fig, data = matched_examples_figure(pair_set.sources[show].numpy(), first["matched"][show].numpy(),
-                                            captions, title=f"{name}: source, matched ({psnr_floors[0]} dB floor), "
-                                            "difference x 50")
-        save_figure(fig, out / f"examples_{name}.png", data)
-        curves[name] = [(r["psnr_db_mean"], r["target_top1"]) for r in runs]
-        summary[name] = [{k: v for k, v in r.items() if k not in ("pairs", "matched")} | {"psnr_floor_db": f}
-                         for f, r in zip(psnr_floors, runs)]
-    fig, data = budget_sweep_figure(curves, title=f"{encoder.spec}: matched image classified as its target")
-    save_figure(fig, out / "effect_vs_psnr.png", data)
-    write_csv(out / "pairs.csv", rows)
-    record = provenance(model=encoder.spec, weights=encoder.weights, device=str(encoder.device), seed=seed,
-                        steps=steps, per_photo=per_photo, shape_pairs=n_shapes, psnr_floors_db=psnr_floors,
-                        classes=class_names(), results=summary)
-    write_json(out / "effect.json", record)
-    return record

@@ -8,14 +8,15 @@ token embedding dominates the parameter count; weights are saved as float16.
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import numpy as np
 import open_clip
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
+
+from probe.errors import ProbeError
+from probe.results import write_bytes, write_json
 
 IMAGE_SIZE = 64
 CONTEXT_LENGTH = 16
@@ -57,7 +58,7 @@ def pixels_to_tensor(pixels: np.ndarray) -> torch.Tensor:
     A fast path for training, where images already have the right size.
     """
     if pixels.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 3):
-        raise ValueError(f"expected {IMAGE_SIZE}x{IMAGE_SIZE} RGB images, got array shape {pixels.shape[1:]}")
+        raise ProbeError(f"expected {IMAGE_SIZE}x{IMAGE_SIZE} RGB images, got array shape {pixels.shape[1:]}")
     batch = pixels.astype(np.float32) / 255.0
     batch = (batch - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
     return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()
@@ -67,16 +68,10 @@ def save_hub_folder(model: open_clip.CLIP, out_dir: str | Path) -> None:
     """Write ``open_clip_config.json`` and float16 ``open_clip_model.safetensors`` into ``out_dir``.
 
     The folder loads with ``open_clip.create_model_and_transforms("local-dir:" + out_dir)``.
-    Both files are written to temporary names first and then renamed, so a
-    crash never leaves a half-written model behind.
+    Both files are written atomically (``probe.results``), weights first, so a crash never
+    leaves a half-written model behind.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
-    tmp_weights = out_dir / (WEIGHTS_FILE + ".tmp")
-    save_file(weights, str(tmp_weights))
-    os.replace(tmp_weights, out_dir / WEIGHTS_FILE)
-    config = {"model_cfg": MODEL_CFG, "preprocess_cfg": PREPROCESS_CFG}
-    tmp_config = out_dir / (CONFIG_FILE + ".tmp")
-    tmp_config.write_text(json.dumps(config, indent=2) + "\n")
-    os.replace(tmp_config, out_dir / CONFIG_FILE)
+    write_bytes(out_dir / WEIGHTS_FILE, save(weights))
+    write_json(out_dir / CONFIG_FILE, {"model_cfg": MODEL_CFG, "preprocess_cfg": PREPROCESS_CFG})

@@ -11,19 +11,22 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import io
 import math
 import multiprocessing
-import os
 import signal
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import open_clip
 import torch
-from tqdm import tqdm
 
+from probe.errors import ProbeError
 from probe.models import resolve_device
+from probe.progress import Progress, report
+from probe.results import write_bytes
 from probe.toy.data import EVAL_SEED, generate_batch
 from probe.toy.model import MODEL_CFG, build_model, pixels_to_tensor, save_hub_folder, tokenizer
 
@@ -47,6 +50,18 @@ def learning_rate(step: int, steps: int, peak: float) -> float:
     return peak * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+@dataclass
+class TrainResult:
+    """A training run: the model (CPU, eval mode), the steps done, and whether it was cancelled (then the
+    checkpoint holds the last step and `resume=True` continues; no model folder was written)."""
+
+    model: open_clip.CLIP
+    step: int
+    steps: int
+    seconds: float
+    cancelled: bool
+
+
 def train(
     out_dir: str | Path,
     *,
@@ -60,9 +75,9 @@ def train(
     resume: bool = False,
     checkpoint: str | Path | None = None,
     checkpoint_every: int = 100,
-    progress: bool = True,
+    progress: Progress | None = None,
     device: str = "cpu",
-) -> open_clip.CLIP:
+) -> TrainResult:
     """Train a mini-CLIP and write it to ``out_dir`` in OpenCLIP's Hub layout.
 
     ``checkpoint`` defaults to ``out_dir/checkpoint.pt``. Without ``resume`` an
@@ -71,7 +86,8 @@ def train(
     generated on the CPU, by ``workers`` processes (0: in this one), which is
     what bounds the speed on a GPU. Workers are spawned, so a script that calls
     this with ``workers`` > 0 needs an ``if __name__ == "__main__":`` guard.
-    Returns the trained model, on the CPU, in eval mode.
+    ``progress`` hears ("train", step, steps, {loss, logit_scale}) every step; returning
+    False stops after a checkpoint, and the result is marked cancelled.
     """
     settings = {"seed": seed, "steps": steps, "batch": batch, "lr": lr, "weight_decay": weight_decay,
                 "model_cfg": MODEL_CFG}
@@ -85,25 +101,27 @@ def train(
     optimizer = _optimizer(model, lr, weight_decay)
     start = _load_checkpoint(ckpt_path, model, optimizer, settings) if resume else 0
     if not resume and ckpt_path.exists():
-        raise FileExistsError(f"checkpoint {ckpt_path} already exists; pass --resume to continue it or delete it")
+        raise ProbeError(f"checkpoint {ckpt_path} already exists; pass --resume to continue it or delete it")
 
     tok = tokenizer()
     loss_fn = open_clip.ClipLoss()
     model.train()
     started = time.monotonic()
-    bar = tqdm(range(start, steps), initial=start, total=steps, desc="train", disable=not progress)
+    report(progress, "train", start, steps)
     with contextlib.closing(_batches(seed, batch, start, steps, workers)) as batches:
-        for step, (pixels, captions) in zip(bar, batches):
+        for step, (pixels, captions) in zip(range(start, steps), batches):
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, steps, lr)
             loss = _train_step(model, optimizer, loss_fn, tok, pixels, captions, device)
-            bar.set_postfix(loss=f"{loss:.3f}", scale=f"{model.logit_scale.exp().item():.1f}")
             if (step + 1) % checkpoint_every == 0 or step + 1 == steps:
                 _save_checkpoint(ckpt_path, model, optimizer, settings, step + 1)
+            if not report(progress, "train", step + 1, steps, {"loss": loss,
+                                                                "logit_scale": model.logit_scale.exp().item()}):
+                if (step + 1) % checkpoint_every:
+                    _save_checkpoint(ckpt_path, model, optimizer, settings, step + 1)
+                return TrainResult(model.cpu().eval(), step + 1, steps, time.monotonic() - started, True)
     save_hub_folder(model.cpu(), out_dir)
-    if progress:
-        print(f"trained steps {start}..{steps} in {time.monotonic() - started:.0f} s; model written to {out_dir}")
-    return model.eval()
+    return TrainResult(model.eval(), steps, steps, time.monotonic() - started, False)
 
 
 def _batches(seed: int, batch: int, start: int, steps: int, workers: int):
@@ -131,18 +149,18 @@ def _batches(seed: int, batch: int, start: int, steps: int, workers: int):
 
 def _check_settings(settings: dict, threads: int, checkpoint_every: int, workers: int) -> None:
     if not 0 <= settings["seed"] < MAX_SEED:
-        raise ValueError(f"seed must be in [0, {MAX_SEED}), got {settings['seed']}")
+        raise ProbeError(f"seed must be in [0, {MAX_SEED}), got {settings['seed']}")
     if not 1 <= settings["steps"] <= MAX_STEPS:
-        raise ValueError(f"steps must be in [1, {MAX_STEPS}], got {settings['steps']}")
+        raise ProbeError(f"steps must be in [1, {MAX_STEPS}], got {settings['steps']}")
     if settings["batch"] < 2:
-        raise ValueError(f"batch must be >= 2 (contrastive loss needs negatives), got {settings['batch']}")
+        raise ProbeError(f"batch must be >= 2 (contrastive loss needs negatives), got {settings['batch']}")
     if settings["lr"] <= 0:
-        raise ValueError(f"lr must be > 0, got {settings['lr']}")
+        raise ProbeError(f"lr must be > 0, got {settings['lr']}")
     lower_bounds = (("weight_decay", settings["weight_decay"], 0), ("threads", threads, 1), ("workers", workers, 0),
                     ("checkpoint_every", checkpoint_every, 1))
     for name, value, low in lower_bounds:
         if not value >= low:  # also refuses NaN
-            raise ValueError(f"{name} must be >= {low}, got {value}")
+            raise ProbeError(f"{name} must be >= {low}, got {value}")
 
 
 def _optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
@@ -169,27 +187,26 @@ def _train_step(model, optimizer, loss_fn, tok, pixels, captions: list[str], dev
 
 
 def _save_checkpoint(path: Path, model, optimizer, settings: dict, step: int) -> None:
-    """Write the training state to a temporary file, then atomically rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write the training state atomically (``probe.results``): a crash leaves the previous checkpoint."""
     state = {"step": step, "settings": settings, "model": model.state_dict(), "optimizer": optimizer.state_dict()}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_bytes(path, buffer.getvalue())
 
 
 def _load_checkpoint(path: Path, model, optimizer, settings: dict) -> int:
     """Restore model and optimiser from ``path``; returns the step to continue from."""
     if not path.exists():
-        raise FileNotFoundError(f"--resume given but no checkpoint at {path}")
+        raise ProbeError(f"--resume given but no checkpoint at {path}")
     state = torch.load(path, map_location="cpu", weights_only=True)
     if state["settings"] != settings:
-        raise ValueError(
+        raise ProbeError(
             f"checkpoint {path} was written with {state['settings']}, which differs from {settings}; "
             "resume with the same --seed/--steps/--batch/--lr/--weight-decay and model config"
         )
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as err:
-        raise ValueError(f"checkpoint {path} does not fit this model: {str(err).splitlines()[0]}") from err
+        raise ProbeError(f"checkpoint {path} does not fit this model: {str(err).splitlines()[0]}") from err
     optimizer.load_state_dict(state["optimizer"])
     return state["step"]
