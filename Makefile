@@ -1,10 +1,12 @@
-# `make demo` runs the main job, `make test` the tests; both create or refresh .venv first.
+# `make app` runs the main job (the app at http://127.0.0.1:7860), `make test` the tests; both create or refresh
+# .venv first, and `make test` installs headless Chromium (Debian's package) for the browser test where missing.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test venv bench
+.PHONY: app demo test venv chromium bench
 venv: $(STAMP)
 
 # The package and its test extras, with requirements.txt (the pinned Space list) as constraints.
@@ -14,10 +16,16 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install -q -c requirements.txt -e ".[dev]"
 	touch $(STAMP)
 
-demo: $(STAMP)
-	$(BIN)/python -m probe match --source examples/cat.png --target examples/rocket.png --out out/demo
+app: $(STAMP)
+	$(BIN)/python app.py
 
-test: $(STAMP)
+demo: $(STAMP)
+	$(BIN)/python -m probe match --source examples/cat.png --target examples/shapes/blue_star.png --out out/demo
+
+chromium:
+	command -v chromium >/dev/null 2>&1 || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium)
+
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

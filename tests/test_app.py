@@ -1,0 +1,278 @@
+"""The Gradio app, driven as its users drive it: launched on 127.0.0.1 with the mini-CLIP and tiny models and
+called through gradio_client, bad input included, under load, cancelled; its settings against the Space's."""
+import hashlib
+import json
+import re
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+
+import app as app_module  # noqa: E402
+from probe.serving import WORKER_NAME, load_config  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CAT, COFFEE, ROCKET = (str(ROOT / "examples" / n) for n in ("cat.png", "coffee.png", "rocket.png"))
+STAR, CIRCLE = (str(ROOT / "examples" / "shapes" / n) for n in ("blue_star.png", "red_circle.png"))
+MINI = "mini-CLIP (offline, shapes and colours)"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def config_file(tmp_path, **limits) -> Path:
+    raw = yaml.safe_load((ROOT / "space_config.yml").read_text())
+    raw["limits"].update(limits)
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def launch(path: Path, **launch_options):
+    app = app_module.create_app(str(path), device="cpu", hardware="cpu")
+    demo = app_module.build(app)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                max_file_size=app.config.limits.max_upload_bytes, **launch_options)
+    return demo, f"http://127.0.0.1:{port}/", app
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    path = config_file(tmp_path_factory.mktemp("app"), time_cap_seconds=60, concurrent_jobs=2, max_steps=400,
+                       max_upload_pixels=4_000_000)
+    demo, url, app = launch(path)
+    yield url, app
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return Client(server[0], verbose=False)
+
+
+def test_offline_start_uses_the_shipped_model_and_says_so(server):
+    url, app = server
+    assert app.default_model == MINI and app.fallback
+    note = app.weights_note()
+    assert "local:" in note and "Hub cannot be reached" in note
+
+
+def test_match_streams_and_ends_with_png_then_summary(client):
+    job = client.submit(source=handle_file(CAT), target=handle_file(STAR), model=MINI, mode="fast", steps=60,
+                        budget=8 / 255, api_name="/match")
+    outputs = job.result()
+    updates = job.outputs()
+    assert len(updates) >= 2   # intermediate curves came before the result
+    matched, summary = outputs[0], outputs[-1]
+    with Image.open(matched) as picture, Image.open(CAT) as original:
+        assert picture.size == original.size and picture.format == "PNG"   # the source's resolution
+    assert summary["cos_to_target_png"] > summary["cos_to_target_initial"] + 0.3
+    assert summary["linf_pixel_png"] <= 8 / 255 + 1e-6 and summary["psnr_db_png"] > 30
+    assert summary["weights"].startswith("local:") and summary["steps_run"] == 60
+    assert outputs[4]["label"] == "blue star"   # the zero-shot view of the saved PNG
+    assert Path(outputs[5]).suffix == ".zip"
+
+
+def test_paper_mode_returns_the_models_resolution(client):
+    outputs = client.predict(source=handle_file(COFFEE), target=handle_file(STAR), model="tiny", mode="paper",
+                             steps=3, budget=0, api_name="/match")
+    with Image.open(outputs[0]) as picture:
+        assert picture.size == (224, 224)
+    summary = outputs[-1]
+    assert summary["settings"]["mode"] == "paper" and summary["start"].startswith("open_clip's preprocess")
+
+
+def test_model_by_allowlisted_spec_and_other_views(client):
+    spectrum, lipschitz, directions, summary = client.predict(image=handle_file(CAT), model="mini-clip",
+                                                              method="auto", k=3, api_name="/inspect")
+    assert summary["method_used"] == "exact" and summary["numerical_rank"] == 62 and len(directions) == 3
+    assert Path(spectrum).is_file() and Path(lipschitz).is_file()
+    gallery, matrix, cosines, archive, record = client.predict(
+        sources=[handle_file(CAT), handle_file(COFFEE)], target=handle_file(STAR), model=MINI, steps=80,
+        budget=8 / 255, api_name="/equivalence")
+    assert len(gallery) == 2 and record["predicted_after"] == ["blue star", "blue star"]
+    gallery, matrix, cosines, archive, record = client.predict(
+        source=handle_file(CAT), targets=[handle_file(STAR), handle_file(CIRCLE)], model=MINI, steps=80,
+        budget=8 / 255, api_name="/one_to_many")
+    assert record["layout"] == "one source -> many targets" and record["cosine_between_matched"][0][1] < 0.8
+    plot, probabilities = client.predict(images=[handle_file(CAT), handle_file(STAR)],
+                                         labels="blue star, orange circle, red square", model=MINI,
+                                         api_name="/classify")
+    assert probabilities["predictions"] == ["orange circle", "blue star"]
+
+
+def _truncated(tmp_path) -> str:
+    data = Path(CAT).read_bytes()
+    path = tmp_path / "truncated.png"
+    path.write_bytes(data[: len(data) // 3])
+    return str(path)
+
+
+def _huge(tmp_path) -> str:
+    path = tmp_path / "huge.png"
+    Image.new("L", (2500, 2000)).save(path)   # 5 MP, over the test server's 4 MP limit, tiny file
+    return str(path)
+
+
+@pytest.mark.parametrize("change,fragment", [
+    ({"source": "README.md"}, "not an image"),
+    ({"source": "truncated"}, "damaged or truncated"),
+    ({"source": "empty"}, "empty"),
+    ({"source": "huge"}, "more than the 4,000,000 allowed"),
+    ({"steps": 0}, "steps must be between 1 and 400"),
+    ({"steps": 10**6}, "steps must be between 1 and 400"),
+    ({"budget": 2.0}, "budget must be between 0 and 0.25"),
+    ({"budget": 0.0}, "budget must be > 0 in fast mode"),
+    ({"mode": "bogus"}, "bogus"),
+    ({"model": "openclip:ViT-L-14@openai"}, "is not offered here"),
+])
+def test_bad_input_gets_a_clear_error_and_the_app_goes_on(client, tmp_path, change, fragment):
+    files = {"README.md": str(ROOT / "README.md"), "truncated": _truncated(tmp_path), "huge": _huge(tmp_path)}
+    (tmp_path / "empty.png").write_bytes(b"")
+    files["empty"] = str(tmp_path / "empty.png")
+    request = {"source": CAT, "target": STAR, "model": MINI, "mode": "fast", "steps": 5, "budget": 8 / 255} | change
+    for key in ("source", "target"):
+        request[key] = handle_file(files.get(request[key], request[key]))
+    with pytest.raises(Exception) as error:
+        client.predict(**request, api_name="/match")
+    assert fragment in str(error.value), str(error.value)
+    assert "/tmp/" not in str(error.value)   # the upload is named, not the server's copy of it
+    outputs = client.predict(source=handle_file(CAT), target=handle_file(STAR), model=MINI, steps=2,
+                             api_name="/match")
+    assert outputs[-1]["steps_run"] == 2
+
+
+def test_animated_image_uses_its_first_frame(client, tmp_path):
+    frames = [Image.new("RGB", (64, 64), colour) for colour in ("red", "blue")]
+    path = tmp_path / "animated.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    outputs = client.predict(source=handle_file(str(path)), target=handle_file(STAR), model=MINI, steps=2,
+                             api_name="/match")
+    assert any("animated" in note for note in outputs[-1]["notes"])
+
+
+def test_requests_past_the_time_cap_stop_and_say_so(tmp_path):
+    demo, url, _ = launch(config_file(tmp_path, time_cap_seconds=2, max_steps=100000))
+    try:
+        outputs = Client(url, verbose=False).predict(source=handle_file(CAT), target=handle_file(STAR), model=MINI,
+                                                     steps=100000, api_name="/match")
+        summary = outputs[-1]
+        assert summary["cancelled"] and summary["steps_run"] < 100000
+        assert any(note.startswith("stopped at the time cap (2 s)") for note in summary["notes"])
+        assert Path(outputs[0]).is_file()   # the partial result is still returned
+    finally:
+        demo.close()
+
+
+def test_eight_clients_at_once_all_get_results(server):
+    url, _ = server
+    results, errors = [], []
+
+    def one():
+        try:
+            out = Client(url, verbose=False).predict(source=handle_file(CAT), target=handle_file(STAR), model=MINI,
+                                                     steps=15, api_name="/match")
+            results.append(out[-1]["steps_run"])
+        except Exception as err:  # collected and reported below
+            errors.append(repr(err))
+
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert not errors and results == [15] * 8, errors
+
+
+def test_cancel_frees_the_slot_at_once(tmp_path):
+    demo, url, _ = launch(config_file(tmp_path, concurrent_jobs=1, time_cap_seconds=120, max_steps=100000))
+    try:
+        client = Client(url, verbose=False)
+        long = client.submit(source=handle_file(CAT), target=handle_file(STAR), model=MINI, steps=100000,
+                             api_name="/match")
+        deadline = time.time() + 60
+        while not long.outputs() and time.time() < deadline:   # running: its first curves arrived
+            time.sleep(0.2)
+        assert long.outputs()
+        long.cancel()
+        start = time.perf_counter()
+        quick = client.predict(source=handle_file(CAT), target=handle_file(STAR), model=MINI, steps=3,
+                               api_name="/match")
+        assert quick[-1]["steps_run"] == 3 and time.perf_counter() - start < 30
+        deadline = time.time() + 10   # the cancelled computation itself stopped, not only its stream
+        while any(t.name == WORKER_NAME for t in threading.enumerate()) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not any(t.name == WORKER_NAME for t in threading.enumerate())
+    finally:
+        demo.close()
+
+
+def test_precomputed_example_was_made_by_the_shipped_weights():
+    from probe import experiments
+    from probe.matching import settings_from_dict
+    from probe.models import MINI_CLIP_DIR
+
+    folder = ROOT / "examples" / "precomputed" / "match"
+    summary = json.loads((folder / "summary.json").read_text())
+    shipped = hashlib.sha256((MINI_CLIP_DIR / "open_clip_model.safetensors").read_bytes()).hexdigest()
+    assert summary["weights_sha256"] == shipped, "rerun examples/precompute.py after changing the weights"
+    run = experiments.match("mini-clip", ROOT / summary["source"], ROOT / summary["target"],
+                            settings_from_dict(summary["settings"]))
+    for key in ("cos_to_target_initial", "cos_to_target_png", "psnr_db_png"):
+        assert run.values[key] == pytest.approx(summary[key], abs=2e-3), key
+    initial = app_module._precomputed()
+    assert initial["summary"] == summary and initial["after"]["blue star"] > 0.9
+
+
+def test_space_front_matter_config_and_requirements_agree():
+    from probe.serving import hub_repos
+
+    readme = (ROOT / "README.md").read_text()
+    match = re.match(r"---\n(.*?)\n---\n", readme, re.S)
+    assert match, "README.md must open with the Space front matter"
+    front = yaml.safe_load(match.group(1))
+    pins = dict(line.split("==") for line in (ROOT / "requirements.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    assert front["sdk"] == "gradio" and front["sdk_version"] == pins["gradio"]
+    assert front["app_file"] == "app.py" and front["python_version"] == "3.11"
+    config = load_config(hardware="cpu")
+    repos = sorted({repo for spec in config.models.values() for repo in hub_repos(spec)})
+    assert sorted(front["models"]) == repos
+    assert sorted(front["preload_from_hub"]) == repos
+    assert front["short_description"] and front["license"]
+
+
+def test_config_refuses_a_default_outside_the_allowlist(tmp_path):
+    from probe.errors import ProbeError
+
+    raw = yaml.safe_load((ROOT / "space_config.yml").read_text())
+    raw["default_model"] = {"cpu": "some model", "gpu": "some model"}
+    path = tmp_path / "bad.yml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ProbeError, match="'some model' is not in the models allowlist"):
+        load_config(path, hardware="cpu")
+
+
+def test_mcp_tools_carry_the_endpoints_and_their_docs(tmp_path):
+    pytest.importorskip("mcp")
+    import urllib.request
+
+    demo, url, _ = launch(config_file(tmp_path), mcp_server=True)
+    try:
+        with urllib.request.urlopen(url + "gradio_api/mcp/schema", timeout=30) as response:
+            tools = {tool["name"]: tool for tool in json.loads(response.read())}
+        assert {"match", "inspect", "equivalence", "one_to_many", "classify"} <= set(tools), sorted(tools)
+        assert "L-inf budget in [0,1] pixels" in json.dumps(tools["match"])
+    finally:
+        demo.close()
