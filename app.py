@@ -405,7 +405,7 @@ def build(app: App) -> gr.Blocks:
             event = run_button.click(match, [source, target, model, mode, steps, budget, labels],
                                      [matched, diff, curves, before, after, download, summary], api_name="match",
                                      concurrency_limit=limits.concurrent_jobs)
-            event.then(lambda: "", None, caption, api_name=False)
+            event.then(describe_match, summary, caption, api_name=False)
             stop_button.click(None, None, None, cancels=[event], api_name=False)
             use_sketch.click(lambda drawing: (drawing or {}).get("composite"), sketch, target, api_name=False)
         with gr.Tab("Inspect"):
@@ -473,6 +473,19 @@ def build(app: App) -> gr.Blocks:
             gr.Markdown(about(app))
     demo.queue(default_concurrency_limit=limits.concurrent_jobs, max_size=limits.queue_size)
     return demo
+
+
+def describe_match(summary: dict | None) -> str:
+    """The line above a match result: what was reached, and at which resolution."""
+    if not summary or "resolution" not in summary:
+        return ""
+    height, width = summary["resolution"]
+    where = ("the source's resolution" if summary["settings"].get("resolution") == "source"
+             else "the model's input resolution, as the authors ran it" if summary["mode"] == "paper"
+             else "the model's input resolution")
+    return (f"**{summary['status']}.** The matched picture is {width} x {height} pixels ({where}); saved as PNG its "
+            f"cosine to the target is {summary['cos_to_target_png']:.3f} (from {summary['cos_to_target_initial']:.3f}), "
+            f"PSNR {summary['psnr_db_png']:.1f} dB.")
 
 
 def _precomputed() -> dict:
