@@ -21,6 +21,7 @@ from probe import experiments  # noqa: E402
 from probe.errors import ProbeError  # noqa: E402
 from probe.matching import FastSettings, PaperSettings  # noqa: E402
 from probe.results import save  # noqa: E402
+from probe.toy.effect import photo_paths  # noqa: E402
 from probe.serving import (ModelCache, Workspace, bundle, check_image, check_number, load_config,  # noqa: E402
                            parse_labels, stream, weights_available)
 
@@ -37,6 +38,8 @@ except ImportError:
 
 ROOT = Path(__file__).resolve().parent
 PRECOMPUTED = ROOT / "examples" / "precomputed" / "match"
+REFERENCE = sorted((ROOT / "examples").glob("*.png")) + sorted((ROOT / "examples" / "shapes").glob("*.png")) + \
+    photo_paths()   # the photos scikit-image and matplotlib ship: a reference set for the PCA view
 LOG = logging.getLogger("probe.app")
 ZERO_GPU = bool(os.environ.get("SPACES_ZERO_GPU")) and spaces is not None
 
@@ -183,8 +186,8 @@ def build(app: App) -> gr.Blocks:
             labels: comma-separated class names for the zero-shot view; empty for the model's defaults.
         Returns:
             the matched PNG (at the source's resolution in fast mode, the model's in paper mode), the difference
-            x 50, the live curves, zero-shot probabilities before and after, a zip of everything, and last the
-            JSON summary (cosine to the target before, after and after the PNG round trip, PSNR, L-inf, steps,
+            x 50, the live curves, zero-shot probabilities before and after, the PCA view of the source, target
+            and matched embeddings, a zip of everything, and last the JSON summary (cosine to the target before, after and after the PNG round trip, PSNR, L-inf, steps,
             weights).
         """
         settings = settings_for(mode, steps, budget)
@@ -196,7 +199,7 @@ def build(app: App) -> gr.Blocks:
             gr.Warning(note)
         source_in = source if not src_notes else src
         target_in = target if not tgt_notes else tgt
-        empty = (gr.skip(),) * 3   # zero-shot before, after, download
+        empty = (gr.skip(),) * 4   # zero-shot before, after, PCA view, download
         for update in stream(lambda p: experiments.match(encoder, source_in, target_in, settings, progress=p),
                              limits.time_cap_seconds):
             if update.total:
@@ -212,6 +215,9 @@ def build(app: App) -> gr.Blocks:
             if names:
                 read = experiments.classify(encoder, [folder / "source.png", folder / "matched.png"], names)
                 before, after = (_top(row, read.classes) for row in read.probabilities)
+            view = experiments.projection(encoder, [folder / "source.png", target_in, folder / "matched.png"],
+                                          REFERENCE, names=["source", "target", "matched (PNG)"], k=4)
+            save(view, folder / "pca")
             summary = run.to_dict()
             summary["notes"] = src_notes + tgt_notes + run.values["notes"]
             if update.timed_out:
@@ -221,8 +227,9 @@ def build(app: App) -> gr.Blocks:
             from probe.results import write_json
 
             write_json(folder / "summary.json", summary)
+            summary["pca"] = view.to_dict()["coefficients"]
             yield (str(folder / "matched.png"), str(folder / "diff_x50.png"), _curves(update.history), before, after,
-                   str(bundle(folder)), summary)
+                   str(folder / "pca" / "pca_bars.png"), str(bundle(folder)), summary)
 
     @gpu(lambda *a, **k: int(limits.time_cap_seconds))
     @_errors
@@ -400,10 +407,12 @@ def build(app: App) -> gr.Blocks:
             with gr.Row():
                 before = gr.Label(label="zero-shot: source", value=initial.get("before"), num_top_classes=5)
                 after = gr.Label(label="zero-shot: matched (saved PNG)", value=initial.get("after"), num_top_classes=5)
+            pca = gr.Image(label="embeddings on the first principal components of a reference set (the paper's "
+                                 "Fig 1 view)", type="filepath", value=initial.get("pca"))
             download = gr.File(label="everything shown (zip of PNGs + JSON)", value=initial.get("zip"))
             summary = gr.JSON(label="summary", value=initial.get("summary"))
             event = run_button.click(match, [source, target, model, mode, steps, budget, labels],
-                                     [matched, diff, curves, before, after, download, summary], api_name="match",
+                                     [matched, diff, curves, before, after, pca, download, summary], api_name="match",
                                      concurrency_limit=limits.concurrent_jobs)
             event.then(describe_match, summary, caption, api_name=False)
             stop_button.click(None, None, None, cancels=[event], api_name=False)
@@ -501,6 +510,7 @@ def _precomputed() -> dict:
     history = [{"stage": "match", "step": int(r.step), "loss": float(r.loss), "cos_to_target": float(r.cos_to_target)}
                for r in trace.itertuples()]
     return {"matched": str(folder / "matched.png"), "diff": str(folder / "diff_x50.png"), "curves": _curves(history),
+            "pca": str(folder / "pca" / "pca_bars.png") if (folder / "pca" / "pca_bars.png").is_file() else None,
             "before": summary.get("zero_shot_source"), "after": summary.get("zero_shot_matched"),
             "zip": str(folder / "results.zip") if (folder / "results.zip").is_file() else None, "summary": summary,
             "caption": f"*Example result, precomputed with the shipped mini-CLIP (`{summary['weights']}`): "

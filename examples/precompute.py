@@ -14,6 +14,7 @@ from probe.models import MINI_CLIP_DIR, load_encoder
 from probe.results import save, write_json
 from probe.serving import bundle
 from probe.toy.data import class_names
+from probe.toy.effect import photo_paths
 
 ROOT = Path(__file__).resolve().parent
 SOURCE, TARGET = ROOT / "cat.png", ROOT / "shapes" / "blue_star.png"
@@ -37,6 +38,9 @@ def main() -> None:
         shutil.rmtree(folder)
     save(run, folder)
     read = experiments.classify(encoder, [folder / "source.png", folder / "matched.png"], class_names())
+    reference = sorted(ROOT.glob("*.png")) + sorted((ROOT / "shapes").glob("*.png")) + photo_paths()  # app.REFERENCE
+    save(experiments.projection(encoder, [folder / "source.png", TARGET, folder / "matched.png"], reference,
+                                names=["source", "target", "matched (PNG)"], k=4), folder / "pca")
     summary = run.to_dict() | {"weights_sha256": weights_sha256(),
                                "zero_shot_source": top(read.probabilities[0], read.classes),
                                "zero_shot_matched": top(read.probabilities[1], read.classes)}

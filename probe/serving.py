@@ -346,7 +346,7 @@ def bundle(folder: Path, name: str = "results.zip") -> Path:
     """Everything in `folder` (PNGs, JSON, CSV) as one zip beside it, for a single download."""
     target = folder.parent / f"{folder.name}-{name}"
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(folder.iterdir()):
+        for path in sorted(folder.rglob("*")):
             if path.is_file():
-                archive.write(path, path.name)
+                archive.write(path, path.relative_to(folder))
     return target

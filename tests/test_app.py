@@ -81,7 +81,8 @@ def test_match_streams_and_ends_with_png_then_summary(client):
     assert summary["linf_pixel_png"] <= 8 / 255 + 1e-6 and summary["psnr_db_png"] > 30
     assert summary["weights"].startswith("local:") and summary["steps_run"] == 60
     assert outputs[4]["label"] == "blue star"   # the zero-shot view of the saved PNG
-    assert Path(outputs[5]).suffix == ".zip"
+    assert Path(outputs[5]).name == "pca_bars.png" and summary["pca"][2] != summary["pca"][0]  # the PCA view
+    assert Path(outputs[6]).suffix == ".zip"
 
 
 def test_paper_mode_returns_the_models_resolution(client):
