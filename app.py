@@ -37,7 +37,7 @@ except ImportError:
     spaces = None
 
 ROOT = Path(__file__).resolve().parent
-PRECOMPUTED = ROOT / "examples" / "precomputed" / "match"
+PRECOMPUTED = ROOT / "examples" / "precomputed"
 REFERENCE = sorted((ROOT / "examples").glob("*.png")) + sorted((ROOT / "examples" / "shapes").glob("*.png")) + \
     photo_paths()   # the photos scikit-image and matplotlib ship: a reference set for the PCA view
 LOG = logging.getLogger("probe.app")
@@ -427,11 +427,13 @@ def build(app: App) -> gr.Blocks:
                                   info="exact Jacobian, or matrix-free top-k when it would be too slow")
                 k = slider(1, 16, value=4, step=1, label="top singular directions")
             inspect_button = gr.Button("Inspect", variant="primary")
+            shown = initial.get("inspect", (None,) * 4)
             with gr.Row():
-                spectrum_plot = gr.Image(label="singular values of the Jacobian", type="filepath")
-                lipschitz_plot = gr.Image(label="Lipschitz estimates against the step size", type="filepath")
-            directions = gr.Gallery(label="top right singular directions (grey = 0)", columns=4)
-            inspect_summary = gr.JSON(label="summary")
+                spectrum_plot = gr.Image(label="singular values of the Jacobian", type="filepath", value=shown[0])
+                lipschitz_plot = gr.Image(label="Lipschitz estimates against the step size", type="filepath",
+                                          value=shown[1])
+            directions = gr.Gallery(label="top right singular directions (grey = 0)", columns=4, value=shown[2])
+            inspect_summary = gr.JSON(label="summary", value=shown[3])
             inspect_button.click(inspect, [inspect_image, inspect_model, method, k, inspect_matched],
                                  [spectrum_plot, lipschitz_plot, directions, inspect_summary], api_name="inspect",
                                  concurrency_limit=limits.concurrent_jobs)
@@ -458,12 +460,14 @@ def build(app: App) -> gr.Blocks:
             with gr.Row():
                 many_button = gr.Button("many -> one", variant="primary")
                 one_button = gr.Button("one -> many", variant="primary")
-            gallery = gr.Gallery(label="matched pictures", columns=4)
+            shown = initial.get("equivalence", (None,) * 5)
+            gallery = gr.Gallery(label="matched pictures", columns=4, value=shown[0])
             with gr.Row():
-                vision_text = gr.Image(label="vision x text probabilities of the matched pictures", type="filepath")
-                cosines = gr.Image(label="cosine between the matched embeddings", type="filepath")
-            eq_download = gr.File(label="everything shown (zip)")
-            eq_summary = gr.JSON(label="summary")
+                vision_text = gr.Image(label="vision x text probabilities of the matched pictures", type="filepath",
+                                       value=shown[1])
+                cosines = gr.Image(label="cosine between the matched embeddings", type="filepath", value=shown[2])
+            eq_download = gr.File(label="everything shown (zip)", value=shown[3])
+            eq_summary = gr.JSON(label="summary", value=shown[4])
             outputs = [gallery, vision_text, cosines, eq_download, eq_summary]
             many_button.click(equivalence, [eq_sources, eq_target, eq_model, eq_steps, eq_budget, eq_labels], outputs,
                               api_name="equivalence", concurrency_limit=limits.concurrent_jobs)
@@ -498,23 +502,35 @@ def describe_match(summary: dict | None) -> str:
 
 
 def _precomputed() -> dict:
-    """The shipped example result (made by `examples/precompute.py` with the shipped mini-CLIP), shown before
-    any click."""
+    """The shipped example results (made by `examples/precompute.py` with the shipped mini-CLIP), shown before
+    any click: the Match tab's under their own names, the other tabs' under "inspect" and "equivalence"."""
     import json
 
-    folder = PRECOMPUTED
-    if not (folder / "summary.json").is_file():
+    def read(name):
+        path = PRECOMPUTED / name / "summary.json"
+        return (PRECOMPUTED / name, json.loads(path.read_text())) if path.is_file() else (None, None)
+
+    folder, summary = read("match")
+    if summary is None:
         return {}
-    summary = json.loads((folder / "summary.json").read_text())
     trace = pd.read_csv(folder / "trace.csv")
     history = [{"stage": "match", "step": int(r.step), "loss": float(r.loss), "cos_to_target": float(r.cos_to_target)}
                for r in trace.itertuples()]
-    return {"matched": str(folder / "matched.png"), "diff": str(folder / "diff_x50.png"), "curves": _curves(history),
-            "pca": str(folder / "pca" / "pca_bars.png") if (folder / "pca" / "pca_bars.png").is_file() else None,
-            "before": summary.get("zero_shot_source"), "after": summary.get("zero_shot_matched"),
-            "zip": str(folder / "results.zip") if (folder / "results.zip").is_file() else None, "summary": summary,
-            "caption": f"*Example result, precomputed with the shipped mini-CLIP (`{summary['weights']}`): "
-                       f"{Path(summary['source']).name} -> {Path(summary['target']).name}, {summary['status']}.*"}
+    out = {"matched": str(folder / "matched.png"), "diff": str(folder / "diff_x50.png"), "curves": _curves(history),
+           "pca": str(folder / "pca" / "pca_bars.png"), "before": summary.get("zero_shot_source"),
+           "after": summary.get("zero_shot_matched"), "zip": str(folder / "results.zip"), "summary": summary,
+           "caption": f"*Example result, precomputed with the shipped mini-CLIP (`{summary['weights']}`): "
+                      f"{Path(summary['source']).name} -> {Path(summary['target']).name}, {summary['status']}.*"}
+    folder, summary = read("inspect")
+    if summary is not None:
+        out["inspect"] = (str(folder / "spectrum.png"), str(folder / "lipschitz_eps.png"),
+                          [(str(p), p.stem.replace("_", " ")) for p in sorted(folder.glob("direction_*.png"))], summary)
+    folder, summary = read("equivalence")
+    if summary is not None:
+        out["equivalence"] = ([(str(folder / f"matched_{i + 1}.png"), f"{i + 1}: {Path(p['source']).name}")
+                               for i, p in enumerate(summary["pairs"])], str(folder / "vision_text_after.png"),
+                              str(folder / "cosine_matched.png"), str(folder / "results.zip"), summary)
+    return out
 
 
 def about(app: App) -> str:

@@ -232,8 +232,12 @@ def test_precomputed_example_was_made_by_the_shipped_weights():
                             settings_from_dict(summary["settings"]))
     for key in ("cos_to_target_initial", "cos_to_target_png", "psnr_db_png"):
         assert run.values[key] == pytest.approx(summary[key], abs=2e-3), key
+    for tab in ("inspect", "equivalence"):   # the other tabs' examples were made by the same weights
+        record = json.loads((folder.parent / tab / "summary.json").read_text())
+        assert record["weights_sha256"] == shipped and record["weights"] == summary["weights"], tab
     initial = app_module._precomputed()
     assert initial["summary"] == summary and initial["after"]["blue star"] > 0.9
+    assert len(initial["inspect"][2]) == 4 and all(Path(p).is_file() for p, _ in initial["equivalence"][0])
 
 
 def test_space_front_matter_config_and_requirements_agree():
