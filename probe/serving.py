@@ -166,10 +166,6 @@ class ModelCache:
                 self.models.popitem(last=False)
             return encoder
 
-    def put(self, spec: str, encoder) -> None:
-        with self.lock:
-            self.models[spec] = encoder
-
 
 def exact_jacobian_seconds(encoder, image) -> float:
     """A rough cost of the exact Jacobian at `image`: one timed forward + backward pass times the embedding size
