@@ -20,10 +20,18 @@ what happened.
 | `classify` | zero-shot (or prototype) probabilities of images over class names |
 | `systematic` | every image matched to every image of another class, then classified |
 | `effect` | the mini-CLIP's matching effect against a PSNR floor on its fixed pair sets |
+| `projection` | embeddings as coefficients on a reference set's first principal components (Fig 1 bars) |
+| `match_text` | images matched to text embeddings (arXiv:2407.01157), then classified |
+| `noise_sensitivity` | Gaussian-noise sensitivity of clean vs matched images as a detector: ROC, AUC |
+| `spectra` | Jacobian spectra at several images or of several models, side by side |
+| `transfer` | images matched on one model, read by another |
+| `compare` | the same pairs under several settings or models: closeness per step and per second |
+| `plan_systematic`, `merge_outcomes`, `systematic_from` | `systematic` cut into shards and merged in order |
 """
 from __future__ import annotations
 
 import io
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -833,6 +841,457 @@ def effect(encoder="mini-clip", sets: Sequence[str] = ("photos", "shapes"), psnr
                      pair_sets=pair_sets)
 
 
+# --- PCA view (Fig 1's projections) --------------------------------------------------------------
+
+
+@dataclass
+class ProjectionRun(Run):
+    """Embeddings of some images as coefficients on the first principal components of a reference set."""
+
+    names: list[str] = field(default_factory=list)
+    coefficients: Tensor | None = None     # (N, k)
+    explained: Tensor | None = None        # (k,) share of the reference set's variance
+    pictures: list[Tensor] = field(default_factory=list)
+    reference: str = ""
+
+    def numbers(self) -> dict:
+        return {"names": self.names, "reference": self.reference, "coefficients": self.coefficients.tolist(),
+                "explained_variance_ratio": self.explained.tolist()}
+
+    def figures(self) -> list[tuple[str, Any, dict]]:
+        same_size = len({tuple(p.shape) for p in self.pictures}) == 1
+        fig, data = plots.pca_bars_figure(self.coefficients, self.names,
+                                          torch.stack(self.pictures).numpy() if same_size else None, self.explained,
+                                          title=f"first {self.coefficients.shape[1]} principal-component coefficients "
+                                                f"(PCA on {self.reference})")
+        return [("pca_bars", fig, data)]
+
+    def headline(self) -> str:
+        return (f"{len(self.names)} images on {self.coefficients.shape[1]} components explaining "
+                f"{float(self.explained.sum()):.0%} of the reference variance")
+
+
+def projection(encoder, images: Sequence, reference, *, names: Sequence[str] | None = None, k: int = 6,
+               seed: int = 0) -> ProjectionRun:
+    """Coefficients of `images`' embeddings on the first `k` principal components of the embeddings of a
+    `reference` set (an ImageSet or a list of images): the authors' Fig 1 view, where look-alike pictures
+    with different embeddings get different bars."""
+    from probe.data import ImageSet
+    from probe.projection import fit_pca
+    from probe.zeroshot import embed_images
+
+    encoder = as_encoder(encoder)
+    pictures = [as_pixels(item, f"image {i + 1}") for i, item in enumerate(images)]
+    if not pictures:
+        raise ProbeError("no images to project")
+    ref_images = reference.images if isinstance(reference, ImageSet) else [as_pixels(r, "reference") for r in reference]
+    start = time.perf_counter()
+    pca = fit_pca(embed_images(encoder, ref_images), k=k)
+    coefficients = pca.transform(embed_images(encoder, pictures))
+    label = (f"{len(ref_images)} reference images"
+             + (f" ({reference.source})" if isinstance(reference, ImageSet) else ""))
+    names = list(names) if names else [_name(item, f"image {i + 1}") for i, item in enumerate(images)]
+    return ProjectionRun(kind="projection", model=encoder.describe(), settings={"k": k, "reference": label}, seed=seed,
+                         seconds=time.perf_counter() - start, cancelled=False, names=names,
+                         coefficients=coefficients, explained=pca.explained_variance_ratio, pictures=pictures,
+                         reference=label)
+
+
+# --- image -> text-embedding matching (arXiv:2407.01157) -----------------------------------------
+
+
+def match_text(encoder, sources: Sequence, texts: Sequence[str], settings: Settings | None = None, *,
+               classes: Sequence[str] | None = None, templates="none", seed: int = 0,
+               progress: Progress | None = None) -> EquivalenceRun:
+    """Match images to text embeddings (the sister paper "Unaligning Everything", arXiv:2407.01157, whose code
+    is not public): source i -> text i, or one source -> every text. The target is the text's class vector
+    (the model's text tower, `templates` as `classify`) scaled to the source image's own embedding norm:
+    image and text embeddings differ in norm and the zero-shot head reads directions only. The 8-bit matched
+    images are classified over `classes` (default: the texts)."""
+    from probe.zeroshot import embed_images, text_head
+
+    encoder = as_encoder(encoder)
+    sources, texts = list(sources), list(texts)
+    if len(sources) == 1 and len(texts) > 1:
+        sources = sources * len(texts)
+    if len(sources) != len(texts) or not texts:
+        raise ProbeError(f"{len(sources)} sources and {len(texts)} texts: give one source, or one per text")
+    vectors = text_head(encoder, texts, templates=templates).weights
+    norms = embed_images(encoder, [as_pixels(s, "source") for s in sources]).norm(dim=1)
+    targets = [(vectors[i] * norms[i]).cpu() for i in range(len(texts))]
+    run = equivalence(encoder, sources, targets, settings, classes=list(classes or texts), seed=seed,
+                      progress=progress)
+    run.kind, run.layout = "match_text", "images -> text embeddings"
+    run.settings = {**run.settings, "texts": texts, "templates": templates,
+                    "target": "text class vector x the source's embedding norm"}
+    run.targets = [f'text "{t}"' for t in texts]
+    for pair, text in zip(run.pairs, texts):
+        pair.target = f'text "{text}"'
+    return run
+
+
+# --- Gaussian-noise sensitivity as a detector (arXiv:2402.08473) ---------------------------------
+
+
+def roc_curve(negatives: Tensor, positives: Tensor) -> tuple[list[float], list[float], float]:
+    """False- and true-positive rates of the rule `score >= threshold` over every threshold, and the AUC
+    (the probability that a positive scores above a negative, ties counting half)."""
+    neg, pos = negatives.double().flatten(), positives.double().flatten()
+    thresholds = torch.cat([torch.tensor([math.inf], dtype=torch.float64),
+                            torch.cat([neg, pos]).unique().flip(0)])
+    fpr = [(neg >= t).double().mean().item() for t in thresholds]
+    tpr = [(pos >= t).double().mean().item() for t in thresholds]
+    greater = (pos[:, None] > neg[None, :]).double().mean().item()
+    ties = (pos[:, None] == neg[None, :]).double().mean().item()
+    return fpr, tpr, greater + 0.5 * ties
+
+
+@dataclass
+class NoiseRun(Run):
+    """How far Gaussian pixel noise moves the embeddings of clean and of modified (matched) images."""
+
+    sigmas: list[float] = field(default_factory=list)
+    clean: dict = field(default_factory=dict)      # sigma -> (N,) score per clean image
+    modified: dict = field(default_factory=dict)   # sigma -> (M,) score per modified image
+    roc: dict = field(default_factory=dict)        # sigma -> (fpr, tpr, auc)
+
+    def numbers(self) -> dict:
+        return {"sigmas": self.sigmas, "score": "mean cosine distance between the embeddings of an image and of "
+                                                "its noisy copies",
+                "auc": [self.roc[s][2] for s in self.sigmas],
+                "clean_scores": [self.clean[s].tolist() for s in self.sigmas],
+                "modified_scores": [self.modified[s].tolist() for s in self.sigmas],
+                "roc": [{"fpr": self.roc[s][0], "tpr": self.roc[s][1]} for s in self.sigmas]}
+
+    def figures(self) -> list[tuple[str, Any, dict]]:
+        best = max(self.sigmas, key=lambda s: self.roc[s][2])
+        fig, data = plots.noise_detector_figure({f"sigma {255 * s:g}/255": self.roc[s] for s in self.sigmas},
+                                                self.clean[best].tolist(), self.modified[best].tolist(),
+                                                f"sigma {255 * best:g}/255")
+        return [("noise_roc", fig, data)]
+
+    def headline(self) -> str:
+        return ", ".join(f"AUC {self.roc[s][2]:.3f} at sigma {255 * s:g}/255" for s in self.sigmas)
+
+
+def noise_sensitivity(encoder, clean: Tensor, modified: Tensor, *, sigmas: Sequence[float] = (4 / 255, 8 / 255),
+                      samples: int = 8, batch_size: int = 64, seed: int = 0,
+                      progress: Progress | None = None) -> NoiseRun:
+    """Gaussian-noise sensitivity as a detector of matched images (after arXiv:2402.08473): each image's score
+    is the mean cosine distance between its embedding and those of `samples` copies with N(0, sigma^2) pixel
+    noise (clipped to [0,1]); the ROC and AUC of that score separate `modified` (positives) from `clean`
+    (negatives) images, both [0,1] batches (N,3,H,W)."""
+    from probe.progress import check
+    from probe.zeroshot import embed_images
+
+    encoder = as_encoder(encoder)
+    if samples < 1 or not sigmas or not all(0 < s <= 1 for s in sigmas):
+        raise ProbeError(f"need samples >= 1 and noise levels in (0, 1], got {samples} and {list(sigmas)}")
+    images = torch.cat([clean, modified]).float()
+    gen = torch.Generator().manual_seed(seed)
+    start = time.perf_counter()
+    base = torch.nn.functional.normalize(embed_images(encoder, images), dim=1)
+    scores = {}
+    try:
+        for index, sigma in enumerate(sigmas):
+            check(progress, "noise", index, len(sigmas))
+            total = torch.zeros(len(images), dtype=torch.float64)
+            for _ in range(samples):
+                noisy = (images + sigma * torch.randn(images.shape, generator=gen)).clamp(0, 1)
+                emb = torch.nn.functional.normalize(embed_images(encoder, noisy, batch_size), dim=1)
+                total += (1 - (emb * base).sum(1)).double().cpu()
+            scores[sigma] = total / samples
+        check(progress, "noise", len(sigmas), len(sigmas))
+    except Cancelled:
+        pass
+    n = len(clean)
+    done = list(scores)
+    return NoiseRun(kind="noise_sensitivity", model=encoder.describe(),
+                    settings={"sigmas": list(sigmas), "samples": samples, "clean": n, "modified": len(modified)},
+                    seed=seed, seconds=time.perf_counter() - start, cancelled=len(done) < len(sigmas), sigmas=done,
+                    clean={s: v[:n] for s, v in scores.items()}, modified={s: v[n:] for s, v in scores.items()},
+                    roc={s: roc_curve(v[:n], v[n:]) for s, v in scores.items()})
+
+
+# --- spectra at several images or of several models ----------------------------------------------
+
+
+@dataclass
+class SpectraRun(Run):
+    """Several Jacobian spectra side by side (images of one model, or one image through several models)."""
+
+    labels: list[str] = field(default_factory=list)
+    runs: list[SpectrumRun] = field(default_factory=list)
+    normalize: bool = False
+
+    def numbers(self) -> dict:
+        return {"labels": self.labels, "normalized_by_sigma_1": self.normalize,
+                "spectra": [dict(r.numbers(), model=r.model["model"], weights=r.model["weights"]) for r in self.runs]}
+
+    def figures(self) -> list[tuple[str, Any, dict]]:
+        curves = {label: r.singular_values for label, r in zip(self.labels, self.runs)}
+        ranks = {label: (r.numerical_rank, r.m) for label, r in zip(self.labels, self.runs)}
+        fig, data = plots.spectra_figure(curves, ranks, normalize=self.normalize, space=self.runs[0].space)
+        return [("spectra", fig, data)]
+
+    def headline(self) -> str:
+        return "; ".join(f"{label}: sigma_1 {float(r.singular_values[0]):.3g}, rank {r.numerical_rank} of {r.m}"
+                         for label, r in zip(self.labels, self.runs))
+
+
+def spectra(items: Sequence[tuple[Any, Any]], *, labels: Sequence[str] | None = None, normalize: bool = False,
+            space: str = "normalized", seed: int = 0, progress: Progress | None = None) -> SpectraRun:
+    """Exact Jacobian spectra for (encoder or spec, image) items: several images through one model (Fig 12
+    style), or one image through several models, normalised by sigma_1 to compare their decay (Fig 13)."""
+    items = [(as_encoder(encoder), image) for encoder, image in items]
+    if not items:
+        raise ProbeError("give at least one (model, image) item")
+    labels = list(labels or [f"{e.spec}: {_name(image, f'image {i + 1}')}" for i, (e, image) in enumerate(items)])
+    start = time.perf_counter()
+    runs = []
+    for index, (encoder, image) in enumerate(items):
+        run = spectrum(encoder, image, space=space, seed=seed, progress=within(progress, labels[index]))
+        if run.cancelled:
+            break
+        runs.append(run)
+    specs = list(dict.fromkeys(e.spec for e, _ in items))
+    model = {"model": ", ".join(specs), "weights": ", ".join(dict.fromkeys(e.weights for e, _ in items)),
+             "models": [e.describe() for e in dict((e.spec, e) for e, _ in items).values()]}
+    return SpectraRun(kind="spectra", model=model, settings={"space": space, "normalize": normalize}, seed=seed,
+                      seconds=time.perf_counter() - start, cancelled=len(runs) < len(items),
+                      labels=labels[:len(runs)], runs=runs, normalize=normalize)
+
+
+# --- transfer: matched on one model, read by another ---------------------------------------------
+
+
+def distance_ratio(encoder, matched: Tensor, sources: Tensor, targets: Tensor) -> Tensor:
+    """||f(matched) - f(target)|| / ||f(source) - f(target)|| per pair: 0 when the embedding reached the
+    target, ~1 when it did not move towards it."""
+    from probe.zeroshot import embed_images
+
+    fm, fs, ft = (embed_images(encoder, x.float()) for x in (matched, sources, targets))
+    return (metrics.l2(fm, ft) / metrics.l2(fs, ft).clamp_min(1e-12)).cpu()
+
+
+@dataclass
+class TransferRun(Run):
+    """Matched images read by a second model: do they carry their target there too (transfer) or not?"""
+
+    classes: list[str] = field(default_factory=list)
+    source_labels: list[int] = field(default_factory=list)
+    target_labels: list[int] = field(default_factory=list)
+    probabilities: Tensor | None = None           # (P, C) the reader on the matched images
+    ratio_reader: Tensor | None = None            # (P,) distance ratio on the reader
+    ratio_matcher: Tensor | None = None           # (P,) on the model that matched them, when given
+    matcher: dict = field(default_factory=dict)
+
+    def rates(self) -> dict:
+        predicted = self.probabilities.argmax(1)
+        return {"reader_target_rate": (predicted == torch.tensor(self.target_labels)).float().mean().item(),
+                "reader_source_rate": (predicted == torch.tensor(self.source_labels)).float().mean().item()}
+
+    def numbers(self) -> dict:
+        out = {"classes": self.classes, "matched_on": self.matcher, **self.rates(),
+               "distance_ratio_reader": self.ratio_reader.tolist(),
+               "distance_ratio_reader_median": float(self.ratio_reader.median()),
+               "predicted": [self.classes[i] for i in self.probabilities.argmax(1)]}
+        if self.ratio_matcher is not None:
+            out |= {"distance_ratio_matcher": self.ratio_matcher.tolist(),
+                    "distance_ratio_matcher_median": float(self.ratio_matcher.median())}
+        return out
+
+    def figures(self) -> list[tuple[str, Any, dict]]:
+        ratios = {f"read by {self.model['model']}": self.ratio_reader.tolist()}
+        if self.ratio_matcher is not None:
+            ratios = {f"matched on {self.matcher.get('model', 'the matcher')}": self.ratio_matcher.tolist(), **ratios}
+        fig, data = plots.transfer_figure(self.rates(), ratios, reader=self.model["model"])
+        return [("transfer", fig, data)]
+
+    def headline(self) -> str:
+        r = self.rates()
+        return (f"{self.model['model']} reads {r['reader_target_rate']:.0%} of the matched images as their target, "
+                f"{r['reader_source_rate']:.0%} as their source; median distance ratio "
+                f"{float(self.ratio_reader.median()):.2f}")
+
+
+def transfer(reader, matched: Tensor, sources: Tensor, targets: Tensor, source_labels: Sequence[int],
+             target_labels: Sequence[int], classes: Sequence[str], *, head=None, matcher=None,
+             templates="none", seed: int = 0) -> TransferRun:
+    """Images matched on one model (`matcher`, optional, for comparison) read by `reader`: its class
+    predictions (its text head over `classes`, or `head`) and the distance ratio
+    ||f(matched) - f(target)|| / ||f(source) - f(target)|| on each model. Batches (P,3,H,W) in [0,1]."""
+    from probe.zeroshot import text_head, vision_text_matrix
+
+    reader = as_encoder(reader)
+    if not (len(matched) == len(sources) == len(targets) == len(source_labels) == len(target_labels)):
+        raise ProbeError("matched, sources, targets and their labels must have one row per pair")
+    start = time.perf_counter()
+    head = head or text_head(reader, classes, templates=templates)
+    matcher = as_encoder(matcher) if matcher is not None else None
+    return TransferRun(kind="transfer", model=reader.describe(),
+                       settings={"head": head.describe(), "pairs": len(matched)}, seed=seed,
+                       seconds=time.perf_counter() - start, cancelled=False, classes=list(classes),
+                       source_labels=list(source_labels), target_labels=list(target_labels),
+                       probabilities=vision_text_matrix(reader, head, matched.float()),
+                       ratio_reader=distance_ratio(reader, matched, sources, targets),
+                       ratio_matcher=None if matcher is None else distance_ratio(matcher, matched, sources, targets),
+                       matcher={} if matcher is None else matcher.describe())
+
+
+# --- closeness against steps and seconds: the authors' procedure vs the fast mode ----------------
+
+
+@dataclass
+class CompareRun(Run):
+    """The same pairs matched under several settings (or models): how fast each gets close to the target."""
+
+    runs: dict = field(default_factory=dict)     # label -> [MatchRun, one per pair]
+    goal: float = 0.05                           # relative cosine distance counted as "there"
+
+    def _series(self, label: str) -> list[list[float]]:
+        """Per pair and step: (1 - cos to target) / (1 - cos at the start), 1 at the start, 0 at the target.
+        Cosine, not L2, so that losses that ignore the norm and models of any scale compare."""
+        return [[(1 - c) / max(1 - run.trace["cos_to_target"][0], 1e-12) for c in run.trace["cos_to_target"]]
+                for run in self.runs[label]]
+
+    def _seconds_per_step(self, label: str) -> float:
+        runs = self.runs[label]
+        return sum(r.seconds for r in runs) / max(1, sum(len(r.trace["loss"]) for r in runs))
+
+    def reached(self, label: str) -> list[int | None]:
+        """Per pair: the first step whose relative cosine distance is at most `goal` (None: never)."""
+        return [next((s for s, v in enumerate(series) if v <= self.goal), None) for series in self._series(label)]
+
+    def numbers(self) -> dict:
+        out = {"goal_relative_cosine_distance": self.goal, "labels": list(self.runs)}
+        for label, runs in self.runs.items():
+            steps = self.reached(label)
+            per_step = self._seconds_per_step(label)
+            out[label] = {"settings": runs[0].settings if runs else {}, "model": runs[0].model["model"] if runs else "",
+                          "steps_to_goal": steps, "seconds_per_step": per_step,
+                          "seconds_to_goal": [None if s is None else s * per_step for s in steps],
+                          "relative_cosine_distance": self._series(label),
+                          "final_relative_cosine_distance": [s[-1] for s in self._series(label)],
+                          "pairs": [dict(r.numbers(), seconds=r.seconds) for r in runs]}
+        return out
+
+    def figures(self) -> list[tuple[str, Any, dict]]:
+        fig, data = plots.closeness_figure({label: self._series(label) for label in self.runs},
+                                           {label: self._seconds_per_step(label) for label in self.runs}, self.goal)
+        return [("closeness", fig, data)]
+
+    def headline(self) -> str:
+        parts = []
+        for label in self.runs:
+            steps = [s for s in self.reached(label) if s is not None]
+            parts.append(f"{label}: {len(steps)}/{len(self.runs[label])} pairs within {self.goal:g} x the initial "
+                         f"cosine distance" + (f" (median step {sorted(steps)[len(steps) // 2]})" if steps else ""))
+        return "; ".join(parts)
+
+
+def compare(sources: Sequence, targets: Sequence, variants: dict, *, goal: float = 0.05, seed: int = 0,
+            progress: Progress | None = None) -> CompareRun:
+    """Match the same (source, target) pairs under each variant, `{label: (encoder or spec, settings)}`, one
+    pair at a time, and record the relative cosine distance to the target ((1 - cos) / its start) per step
+    and the seconds per step: the authors' procedure against the fast mode (Fig 20), or one procedure on a
+    trained and a random-init model (Fig 19)."""
+    if len(sources) != len(targets) or not sources or not variants:
+        raise ProbeError("give equal numbers of sources and targets and at least one variant")
+    start = time.perf_counter()
+    runs, cancelled = {}, False
+    for label, (encoder, settings) in variants.items():
+        encoder = as_encoder(encoder)
+        runs[label] = []
+        for index, (source, target) in enumerate(zip(sources, targets)):
+            run = match(encoder, source, target, settings, seed=seed,
+                        progress=within(progress, f"{label}, pair {index + 1}/{len(sources)}"))
+            if run.cancelled:
+                cancelled = True
+                break
+            runs[label].append(run)
+        if cancelled:
+            break
+    first = next(iter(runs.values()))
+    model = first[0].model if first else {"model": "", "weights": ""}
+    return CompareRun(kind="compare", model=model, settings={"variants": list(variants), "goal": goal}, seed=seed,
+                      seconds=time.perf_counter() - start, cancelled=cancelled, runs=runs, goal=goal)
+
+
+# --- a systematic evaluation cut into shards -----------------------------------------------------
+
+
+@dataclass
+class SweepPlan:
+    """Everything a sharded systematic evaluation needs: the images as the matcher takes them, the pairs, the
+    zero-shot head, and the clean images' probabilities. Any slice of `pairs` can be matched on its own
+    (`probe.evaluate.match_pairs`, same `batch_size` and `seed`), and the slices merged in order
+    (`merge_outcomes`) give the numbers of one uncut run when the slices start at multiples of `batch_size`."""
+
+    image_set: Any                 # probe.data.ImageSet
+    images: Any                    # (N,3,h,w) batch at model resolution, or the originals (paper mode)
+    settings: Settings
+    pairs: Any                     # probe.data.Pairs
+    head: Any                      # probe.zeroshot.ZeroShotHead
+    clean_probabilities: Tensor
+    batch_size: int
+    seed: int
+    exclude: str
+
+
+def plan_systematic(encoder, image_set, settings: Settings | None = None, *, templates="none", head=None,
+                    exclude: str = "same_class", batch_size: int = 8, seed: int = 0) -> SweepPlan:
+    """The plan of `systematic` (same head, inputs, pairs and clean probabilities), to run in shards."""
+    from probe.data import ImageSet, all_pairs, load_image_set
+    from probe.evaluate import _clean_view, sweep_inputs
+    from probe.zeroshot import text_head, vision_text_matrix
+
+    encoder = as_encoder(encoder)
+    image_set = image_set if isinstance(image_set, ImageSet) else load_image_set(image_set)
+    head = head or text_head(encoder, image_set.class_names, templates=templates)
+    if tuple(head.classes) != tuple(image_set.class_names):
+        raise ProbeError(f"the head's classes {list(head.classes)} differ from the image set's "
+                         f"{image_set.class_names}")
+    images, settings = sweep_inputs(encoder, image_set, settings or FastSettings(resolution="model"))
+    clean = vision_text_matrix(encoder, head, _clean_view(images))
+    return SweepPlan(image_set, images, settings, all_pairs(image_set.labels, exclude), head, clean, batch_size, seed,
+                     exclude)
+
+
+def merge_outcomes(parts: Sequence) -> Any:
+    """Per-shard `PairOutcomes` joined in the given order into one (the pairs too); cancelled if any was."""
+    from probe.data import Pairs
+    from probe.evaluate import PairOutcomes
+
+    if not parts:
+        raise ProbeError("no shard outcomes to merge")
+
+    def cat(name):
+        values = [getattr(p, name) for p in parts]
+        return None if any(v is None for v in values) else torch.cat(values)
+
+    pairs = Pairs(sum((p.pairs.sources for p in parts), ()), sum((p.pairs.targets for p in parts), ()),
+                  parts[0].pairs.rule)
+    return PairOutcomes(pairs, cat("probabilities"), cat("converged"), cat("psnr_db"), cat("linf_pixel"),
+                        cat("rms_pixel"), cat("cos_to_target"), cat("matched"), cat("sources"),
+                        any(p.cancelled for p in parts))
+
+
+def systematic_from(encoder, plan: SweepPlan, outcomes, seconds: float) -> SystematicRun:
+    """The `SystematicRun` of a plan whose pairs were matched elsewhere (in shards, merged in order)."""
+    from probe.evaluate import SystematicResult
+
+    s = plan.image_set
+    result = SystematicResult(list(s.class_names), list(s.labels), list(s.names), plan.clean_probabilities, outcomes)
+    record = {**plan.settings.to_dict(), "resolution": "model" if plan.settings.mode == "fast" else None,
+              "exclude": plan.exclude, "batch_size": plan.batch_size, "head": plan.head.describe()}
+    return SystematicRun(kind="systematic", model=as_encoder(encoder).describe(), settings=record, seed=plan.seed,
+                         seconds=seconds, cancelled=outcomes.cancelled, result=result, source=s.source)
+
+
 __all__ = ["Run", "MatchRun", "EquivalenceRun", "SpectrumRun", "LipschitzRun", "InspectRun", "ClassifyRun",
            "SystematicRun", "EffectRun", "match", "equivalence", "spectrum", "lipschitz", "inspect", "classify",
-           "systematic", "effect", "as_encoder", "as_pixels", "png_round_trip", "PaperSettings", "FastSettings"]
+           "systematic", "effect", "as_encoder", "as_pixels", "png_round_trip", "PaperSettings", "FastSettings",
+           "ProjectionRun", "NoiseRun", "SpectraRun", "TransferRun", "CompareRun", "SweepPlan", "projection",
+           "match_text", "noise_sensitivity", "roc_curve", "spectra", "distance_ratio", "transfer", "compare",
+           "plan_systematic", "merge_outcomes", "systematic_from"]

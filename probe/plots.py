@@ -370,3 +370,132 @@ def pixel_change_figure(distributions: dict, title: str = "pixel change of the m
     fig.suptitle(title)
     data = {"title": title, "distributions": {k: np.asarray(v, dtype=float).tolist() for k, v in distributions.items()}}
     return fig, data
+
+
+# --- figures of the repro reconstructions (probe.experiments: spectra, noise_sensitivity, transfer, compare)
+
+
+def spectra_figure(curves: dict, ranks: dict | None = None, normalize: bool = False, space: str = "normalized",
+                   title: str = "singular values of the Jacobian"):
+    """Several spectra on one log axis (`curves[label]` = singular values, descending); `normalize` divides
+    each by its sigma_1 to compare how fast they decay. `ranks[label]` = (numerical rank, m) goes in the legend."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    data = {"title": title, "space": space, "normalized_by_sigma_1": normalize, "curves": {}}
+    for label, sigma in curves.items():
+        values = np.asarray(sigma, dtype=float)
+        shown = values / values[0] if normalize else values
+        rank = (ranks or {}).get(label)
+        name = label + (f" (rank {rank[0]} of {rank[1]})" if rank and rank[0] is not None else "")
+        ax.semilogy(np.arange(1, len(values) + 1), np.maximum(shown, 1e-300), ".-", markersize=3, linewidth=1,
+                    label=name)
+        data["curves"][label] = shown.tolist()
+    ax.set_xlabel("index i (singular values sorted, largest first)")
+    ax.set_ylabel("$\\sigma_i / \\sigma_1$" if normalize else
+                  f"singular value $\\sigma_i$\n(embedding norm per unit {space} L2)")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig, data
+
+
+def noise_detector_figure(rocs: dict, clean_scores, modified_scores, shown: str,
+                          title: str = "Gaussian-noise sensitivity as a detector of matched images"):
+    """(left) ROC curves, one per noise level, `rocs[label] = (fpr, tpr, auc)`; (right) the scores of clean
+    and modified images at the level `shown`: how far noise moves each embedding."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    for label, (fpr, tpr, auc) in rocs.items():
+        left.plot(fpr, tpr, drawstyle="steps-post", label=f"{label}: AUC {auc:.3f}")
+    left.plot([0, 1], [0, 1], ":", color="gray", linewidth=1, label="chance")
+    left.set_xlabel("false-positive rate (clean images flagged)")
+    left.set_ylabel("true-positive rate (matched images flagged)")
+    left.set_title("ROC of the noise-sensitivity score")
+    left.legend(fontsize=8, loc="lower right")
+    left.grid(alpha=0.3)
+    clean, modified = np.asarray(clean_scores, dtype=float), np.asarray(modified_scores, dtype=float)
+    everything = np.concatenate([clean, modified])
+    bins = np.geomspace(max(everything.min(), 1e-12), everything.max() * 1.01 + 1e-12, 30)
+    for values, color, name in ((clean, "tab:blue", "clean"), (modified, "tab:red", "matched")):
+        right.hist(values, bins=bins, alpha=0.7, color=color, weights=np.full(len(values), 100 / max(len(values), 1)),
+                   label=f"{name} (n = {len(values)})")
+    right.set_xscale("log")
+    right.set_xlabel(f"mean cosine distance to the noisy copies' embeddings ({shown})")
+    right.set_ylabel("images of the group (%)")
+    right.set_title("score distributions")
+    right.legend(fontsize=8)
+    fig.suptitle(title)
+    data = {"title": title, "roc": {k: {"fpr": list(v[0]), "tpr": list(v[1]), "auc": v[2]} for k, v in rocs.items()},
+            "shown": shown, "clean_scores": clean.tolist(), "modified_scores": modified.tolist()}
+    return fig, data
+
+
+def transfer_figure(rates: dict, ratios: dict, reader: str = "the reader",
+                    title: str = "transfer: matched images read by another model"):
+    """(left) share of matched images the reader classifies as their target and as their source; (right)
+    distance ratio ||f(matched) - f(target)|| / ||f(source) - f(target)|| per model (0: at the target,
+    1: did not move towards it)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    names = list(rates)
+    left.bar([n.replace("reader_", "").replace("_rate", "") for n in names], [100 * rates[n] for n in names],
+             color=["tab:red", "tab:blue"][:len(names)])
+    for i, n in enumerate(names):
+        left.text(i, 100 * rates[n] + 1, f"{rates[n]:.0%}", ha="center")
+    left.set_ylim(0, 110)
+    left.set_ylabel("matched images (%)")
+    left.set_xlabel(f"class {reader} reads in the matched image")
+    left.set_title(f"classified by {reader}")
+    values = [np.asarray(v, dtype=float) for v in ratios.values()]
+    right.boxplot(values, showfliers=True)
+    right.set_xticks(range(1, len(values) + 1), [k.replace(" on ", " on\n").replace(" by ", " by\n") for k in ratios],
+                    fontsize=8)
+    right.axhline(1, color="gray", linestyle=":", linewidth=1)
+    right.set_ylabel("distance ratio to the target (1 = not moved)")
+    right.set_title("how close the matched images' embeddings are to the target")
+    fig.suptitle(title)
+    return fig, {"title": title, "rates": dict(rates),
+                 "distance_ratios": {k: list(map(float, v)) for k, v in ratios.items()}}
+
+
+def closeness_figure(series: dict, seconds_per_step: dict, goal: float | None = None,
+                     title: str = "distance to the target embedding while matching"):
+    """Relative cosine distance to the target ((1 - cos) / its start) against the step (left) and against
+    seconds (right, steps x the measured seconds per step), one colour per label, one line per pair."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, (label, rows) in enumerate(series.items()):
+        color = colors[index % len(colors)]
+        for k, row in enumerate(rows):
+            values = np.maximum(np.asarray(row, dtype=float), 1e-6)
+            steps = np.arange(len(values))
+            name = f"{label} ({seconds_per_step[label] * 1000:.0f} ms/step)" if k == 0 else None
+            left.semilogy(steps, values, color=color, linewidth=1, label=name)
+            right.loglog(np.maximum(steps, 1) * seconds_per_step[label], values, color=color, linewidth=1, label=name)
+    for ax, xlabel in ((left, "step"), (right, "seconds (step x seconds per step)")):
+        if goal:
+            ax.axhline(goal, color="gray", linestyle=":", linewidth=1, label=f"goal {goal:g}")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("(1 - cos to target) / its start")
+        ax.grid(True, which="major", alpha=0.3)
+    left.legend(fontsize=8)
+    left.set_title("against steps")
+    right.set_title("against seconds")
+    fig.suptitle(title)
+    return fig, {"title": title, "goal": goal,
+                 "relative_cosine_distance": {k: [list(map(float, r)) for r in v] for k, v in series.items()},
+                 "seconds_per_step": dict(seconds_per_step)}
+
+
+def rates_figure(rates: dict, title: str = "accuracy before and after matching", ylabel: str = "images (%)"):
+    """Bars of a few shares (e.g. clean accuracy, matched accuracy, success rate), each labelled."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    names = list(rates)
+    values = [100 * float(rates[n]) for n in names]
+    ax.bar(range(len(names)), values, color=["tab:blue", "tab:red", "tab:green", "tab:gray"][:len(names)])
+    for i, v in enumerate(values):
+        ax.text(i, v + 1.5, f"{v:.1f}%", ha="center")
+    ax.set_xticks(range(len(names)), names, fontsize=9)
+    ax.set_ylim(0, 112)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig, {"title": title, "rates": {n: float(rates[n]) for n in names}}

@@ -1,0 +1,143 @@
+"""`python -m repro list | figN | all | check DIR`: parse, run figures through the runner, print progress and
+one line per figure. Bad input prints one line (`repro: error: ...`) and exits 2; an interrupted run exits 130."""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+
+from probe.errors import ProbeError
+
+USAGE = """python -m repro list
+python -m repro figN|all [--quick | --profile paper|quick] [--figures 1,3-5] [--model [ROLE=]SPEC]
+                         [--images [ROLE=]SOURCE] [--out DIR] [--device D] [--engine local|ray [--address A]]
+python -m repro check DIR"""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m repro", usage=USAGE, description=__doc__)
+    p.add_argument("command", help="list, figN (e.g. fig3), all, or check")
+    p.add_argument("folder", nargs="?", help="check: the --out folder of a run")
+    p.add_argument("--quick", action="store_true", help="the quick profile (the default): offline, 2 CPU cores")
+    p.add_argument("--profile", help="quick (default) or paper (GPU + Hugging Face Hub)")
+    p.add_argument("--figures", help="which figures of `all`: ids and ranges, e.g. 1,3-5")
+    p.add_argument("--model", action="append", default=[], metavar="[ROLE=]SPEC",
+                   help="replace the main model (or ROLE: second, third, control); repeatable")
+    p.add_argument("--images", action="append", default=[], metavar="[ROLE=]SOURCE",
+                   help="replace every image set (or ROLE: photos, targets, classes, sweep): a folder, parquet, "
+                        "save_to_disk folder or Hub id; for a role whose default is a named set, a path is read "
+                        "as that set (classes by WordNet id); repeatable")
+    p.add_argument("--out", help="output folder (default out/repro-PROFILE)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (default cpu)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--engine", default="local", help="how sweeps run: local (default) or ray")
+    p.add_argument("--address", help="Ray cluster address (e.g. auto); default: a local Ray instance")
+    p.add_argument("--gpu-share", type=float, default=0.25,
+                   help="GPU share each Ray task declares on CUDA (default 0.25: four tasks per GPU)")
+    p.add_argument("--threads", type=int, help="torch threads per process and per Ray task (profile default)")
+    p.add_argument("--seed", type=int, help="seed of every recipe (profile default 0)")
+    p.add_argument("--smoke", action="store_true",
+                   help="tiny settings: check a setup (models, images, engine) in seconds; numbers mean nothing")
+    p.add_argument("--force", action="store_true", help="rerun figures even when finished")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def list_figures() -> int:
+    from repro.registry import all_figures
+
+    for fid, f in all_figures().items():
+        print(f"fig{fid:<3d} {f.kind:14s} {f.title}")
+        print(f"       tests {f.claim_text()}")
+    return 0
+
+
+def build_profile(args):
+    from dataclasses import replace
+
+    from repro.profiles import IMAGE_ROLES, MODEL_ROLES, get, parse_overrides, smoke
+
+    if args.quick and args.profile not in (None, "quick"):
+        raise ProbeError("--quick and --profile paper contradict each other")
+    profile = get(args.profile or "quick")
+    models = parse_overrides(args.model, MODEL_ROLES, "main")
+    if models:
+        profile = profile.with_models(**models)
+    if args.images:
+        images = parse_overrides(args.images, IMAGE_ROLES, "*")
+        everything = images.pop("*", None)
+        if everything:   # one set for every role, read as it is
+            profile = profile.with_images(as_named=False, **{r: everything for r in IMAGE_ROLES})
+        profile = profile.with_images(**images)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ProbeError(f"--threads must be >= 1, got {args.threads}")
+        profile = replace(profile, threads=args.threads)
+    if args.seed is not None:
+        profile = replace(profile, seed=args.seed)
+    return smoke(profile) if args.smoke else profile
+
+
+def selection(args) -> list[int]:
+    from repro.registry import all_figures, get, parse_selection
+
+    command = args.command
+    if command == "all":
+        return parse_selection(args.figures) if args.figures else list(all_figures())
+    match = re.fullmatch(r"fig(\d+)", command)
+    if not match:
+        raise ProbeError(f"unknown command {command!r}; commands: list, figN (e.g. fig3), all, check DIR")
+    if args.figures:
+        raise ProbeError("--figures goes with `all`; `figN` makes one figure")
+    return [get(int(match.group(1))).id]
+
+
+def run_figures(args) -> int:
+    from probe.models import resolve_device
+    from repro import engines, runner
+    from repro.context import Context
+    from repro.progress import FigureBars
+    from repro.registry import get
+
+    figures = [get(i) for i in selection(args)]
+    profile = build_profile(args)
+    resolve_device(args.device)
+    out = args.out or f"out/repro-{profile.name}"
+    engine = engines.make(args.engine, args.address, args.gpu_share)
+    bars = FigureBars(enabled=not args.quiet)
+    ctx = Context(profile, out, engine=engine, device=args.device, dtype=args.dtype, progress=bars)
+    start = time.perf_counter()
+    try:
+        statuses = runner.run(ctx, figures, force=args.force, announce=bars.figure)
+    finally:
+        bars.close()
+        engine.close()
+    seconds = time.perf_counter() - start
+    runner.note_run(ctx, statuses, seconds, ["python", "-m", "repro", *sys.argv[1:]])
+    for fid, status in statuses.items():
+        print(f"fig{fid}: {status}")
+    print(f"{len(statuses)} figure(s) in {seconds:.1f} s; wrote {out}/ (index.html, manifest.json)")
+    return 130 if "interrupted" in statuses.values() else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            return list_figures()
+        if args.command == "check":
+            from repro.check import main as check
+
+            if not args.folder:
+                raise ProbeError("check needs the folder of a run: python -m repro check DIR")
+            return check(args.folder)
+        if args.folder:
+            raise ProbeError(f"unexpected argument {args.folder!r}")
+        return run_figures(args)
+    except ProbeError as err:
+        print(f"repro: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("repro: interrupted (finished figures and sweep shards are kept; rerun to resume)", file=sys.stderr)
+        return 130

@@ -1,0 +1,19 @@
+"""Figs 8 and 9: images of the paper's ImageNet classes, each matched to the next one's image."""
+from probe import experiments
+from repro.compose import Output, pick
+from repro.figures import shared
+
+
+def recipe(ctx):
+    knobs = ctx.knobs
+    image_set = ctx.images("classes")
+    indices = knobs["images"]
+    images, names, labels = ctx.pick("classes", indices)
+    targets = images[1:] + images[:1]
+    target_classes = [image_set.class_names[label] for label in labels[1:] + labels[:1]]
+    run = ctx.finished(experiments.equivalence(ctx.model("main"), images, targets, ctx.settings(knobs["settings"]),
+                                               classes=list(image_set.class_names), seed=ctx.profile.seed,
+                                               progress=ctx.stage("pairs")))
+    source_classes = [image_set.class_names[label] for label in labels]
+    shared.label_pairs(run, shared.with_class(names, source_classes), target_classes)
+    return Output([pick(run, "gallery"), pick(run, "vision_text_after")], shared.pair_metrics(run, target_classes))

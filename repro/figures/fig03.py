@@ -1,0 +1,20 @@
+from repro.compose import Output, pick
+from repro.figures import shared
+from repro.registry import figure
+
+
+@figure(3, "Jacobian singular values at Fig 1 (a), and Lipschitz estimates along the right singular vectors",
+        tests=("claim 3",),
+        design="All singular values of J = d embedding / d input (normalised input space), the numerical rank, "
+               "and ||f(x + eps v_i) - f(x)|| / eps at the smallest eps next to sigma_i.",
+        metrics=("sigma_1", "numerical_rank", "m", "n", "null_space_dimension", "max_relative_error_singular"))
+def fig3(ctx):
+    run = shared.geometry(ctx)
+    numbers = run.numbers()
+    sigma = numbers["singular_values"]
+    estimates = [row[0] for row in numbers["families"]["singular"]["estimates"]]
+    errors = [abs(e - s) / s for e, s in zip(estimates, sigma)]
+    metrics = {"sigma_1": numbers["sigma_1"], "numerical_rank": numbers["numerical_rank"], "m": numbers["m"],
+               "n": numbers["n"], "null_space_dimension": numbers["n"] - numbers["numerical_rank"],
+               "reference_eps": numbers["reference_eps"], "max_relative_error_singular": max(errors)}
+    return Output([pick(run, "lipschitz_singular")], metrics)

@@ -1,0 +1,23 @@
+from repro.compose import Output, pick
+from repro.figures import shared
+from repro.registry import figure
+
+
+@figure(4, "Distributions of directional Lipschitz estimates: Gaussian, null-space Gaussian, optimised",
+        tests=("claim 3",),
+        design="Estimates at the smallest eps along random Gaussian directions, Gaussian directions with J's row "
+               "space removed, and directions optimised to maximise the change, against sigma_1 and "
+               "||J||_F / sqrt(n).",
+        metrics=("median_gaussian", "median_nullspace", "median_optimized", "sigma_1", "nullspace_over_gaussian",
+                 "optimized_over_sigma_1", "gaussian_over_expected"))
+def fig4(ctx):
+    run = shared.geometry(ctx)
+    numbers = run.numbers()
+    med = numbers["medians_at_reference_eps"]
+    metrics = {"median_gaussian": med["gaussian"], "median_nullspace": med["nullspace"],
+               "median_optimized": med["optimized"], "sigma_1": numbers["sigma_1"],
+               "nullspace_over_gaussian": med["nullspace"] / med["gaussian"],
+               "optimized_over_sigma_1": med["optimized"] / numbers["sigma_1"],
+               "gaussian_over_expected": med["gaussian"] / numbers["frobenius_over_sqrt_n"],
+               "reference_eps": numbers["reference_eps"]}
+    return Output([pick(run, "lipschitz")], metrics)

@@ -1,0 +1,23 @@
+from probe import plots
+from repro.compose import Output, pick
+from repro.figures import shared
+from repro.registry import figure
+
+
+@figure(10, "Systematic N x N evaluation: every image matched to every image of another class", tests=("claim 4",),
+        design="The sister paper's evaluation (arXiv:2402.08473: zero-shot accuracy > 99% on clean Imagenette, 0% "
+               "after matching): success matrix (matched image read as the target's class) and clean vs matched "
+               "accuracy, over 8-bit matched images.",
+        metrics=("images", "pairs", "clean_accuracy", "matched_accuracy", "success_rate", "converged_rate"),
+        sweep=True)
+def fig10(ctx):
+    run, _ = shared.main_sweep(ctx)
+    r = run.result
+    rates = {"clean accuracy": r.clean_accuracy, "matched accuracy\n(read as source)": r.matched_accuracy,
+             "success rate\n(read as target)": r.success_rate}
+    fig, data = plots.rates_figure(rates, title=f"{len(r.labels)} images, {len(r.pairs)} matched pairs")
+    metrics = {"images": len(r.labels), "pairs": len(r.pairs), "clean_accuracy": r.clean_accuracy,
+               "matched_accuracy": r.matched_accuracy, "success_rate": r.success_rate,
+               "converged_rate": float(r.converged.float().mean()), "shards": run.settings["shards"],
+               "engine": run.settings["engine"]["engine"], "sweep_key": run.settings["sweep_key"]}
+    return Output([pick(run, "success_matrix") + [("rates", fig, data)]], metrics)

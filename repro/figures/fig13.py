@@ -1,0 +1,23 @@
+from probe import experiments
+from repro.compose import Output, pick
+from repro.registry import figure
+
+
+@figure(13, "Jacobian spectra across models, normalised by sigma_1", tests=("claim 5",),
+        design="The same image through several models (the paper: CLIP ViT-B/32, ViT-L/14, OpenCLIP ViT-H-14): "
+               "every spectrum has rank <= m << n, so the structure is not one model's accident; decay shapes "
+               "compared after dividing by sigma_1.",
+        metrics=("models", "m", "ranks", "rank_deficit", "sigma_1", "decay_half"))
+def fig13(ctx):
+    (image,), _, _ = ctx.pick("photos", [ctx.knobs["image"]])
+    roles = ctx.knobs["models"]
+    encoders = [ctx.model(role) for role in roles]
+    labels = [f"{role}: {ctx.spec(role)}" for role in roles]
+    run = ctx.finished(experiments.spectra([(e, image) for e in encoders], labels=labels, normalize=True,
+                                           seed=ctx.profile.seed, progress=ctx.stage("spectra")))
+    metrics = {"models": [ctx.spec(role) for role in roles], "m": [r.m for r in run.runs],
+               "ranks": [r.numerical_rank for r in run.runs],
+               "rank_deficit": [r.m - r.numerical_rank for r in run.runs],
+               "sigma_1": [float(r.singular_values[0]) for r in run.runs],
+               "decay_half": [float(r.singular_values[r.m // 2] / r.singular_values[0]) for r in run.runs]}
+    return Output([pick(run, "spectra")], metrics)

@@ -1,0 +1,24 @@
+from probe import experiments
+from repro.compose import Output, pick
+from repro.figures import shared
+from repro.registry import figure
+
+
+@figure(17, "Image -> text-embedding matching: one picture made to carry the embedding of each class name",
+        tests=("beyond",),
+        design="After arXiv:2407.01157 ('Unaligning Everything', no public code): a source matched to the text "
+               "embedding of each class name (its direction, at the image's own norm), then classified zero-shot "
+               "over those names; the sister paper reports 100% success.",
+        metrics=("pairs", "text_success_rate", "target_probability_min", "psnr_db_min"))
+def fig17(ctx):
+    knobs = ctx.knobs
+    (source,), (name,), _ = ctx.pick("photos", [knobs["source"]])
+    names = ctx.images("targets").class_names
+    texts = list(dict.fromkeys(names[i % len(names)] for i in knobs["texts"]))
+    run = ctx.finished(experiments.match_text(ctx.model("main"), [source], texts, ctx.settings(knobs["settings"]),
+                                              seed=ctx.profile.seed, progress=ctx.stage("pairs")))
+    shared.label_pairs(run, [name] * len(texts), [f'text "{t}"' for t in texts])
+    pairs = shared.pair_metrics(run, texts)
+    metrics = {"pairs": len(texts), "text_success_rate": pairs["target_top1_rate"],
+               "target_probability_min": pairs["target_probability_min"], "psnr_db_min": pairs["psnr_db_min"]}
+    return Output([pick(run, "gallery"), pick(run, "vision_text_after")], metrics)

@@ -1,0 +1,26 @@
+from probe import experiments
+from probe.images import quantize
+from repro.compose import Output, pick
+from repro.figures import shared
+from repro.registry import figure
+
+
+@figure(18, "Gaussian-noise sensitivity of clean vs matched images, as a detector: ROC and AUC",
+        tests=("beyond",),
+        design="After arXiv:2402.08473: how far Gaussian pixel noise moves an image's embedding (mean cosine "
+               "distance to its noisy copies), for clean images (Fig 10's and the classes set's, 8-bit) and Fig "
+               "10's 8-bit matched images; the ROC of that score as a detector of matched images, per noise level.",
+        metrics=("clean", "matched", "sigmas_255", "auc", "auc_max"), sweep=True)
+def fig18(ctx):
+    run, _ = shared.main_sweep(ctx)
+    o = run.result.outcomes
+    main = ctx.model("main")
+    originals = shared.sweep_set(ctx, ctx.knobs.get("classes")).images + ctx.images("classes").images
+    clean = quantize(shared.model_resolution(main, originals))
+    result = ctx.finished(experiments.noise_sensitivity(main, clean, o.matched, sigmas=ctx.knobs["sigmas"],
+                                                        samples=ctx.knobs["samples"], seed=ctx.profile.seed,
+                                                        progress=ctx.stage("noise")))
+    auc = [result.roc[s][2] for s in result.sigmas]
+    metrics = {"clean": len(clean), "matched": len(o), "sigmas_255": [255 * s for s in result.sigmas], "auc": auc,
+               "auc_max": max(auc)}
+    return Output([pick(result, "noise_roc")], metrics)

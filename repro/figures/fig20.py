@@ -1,0 +1,13 @@
+from repro.compose import Output, pick
+from repro.figures import shared
+from repro.registry import figure
+
+
+@figure(20, "The authors' procedure vs the fast mode: closeness to the target against steps and seconds",
+        tests=("beyond",),
+        design="The same pairs matched by the authors' plain gradient descent (without its early stop, to its "
+               "cap) and by the fast mode: the relative cosine distance to the target per step and per second.",
+        metrics=("goal", "variants", "reached_rate", "seconds_to_goal_max", "final_median"))
+def fig20(ctx):
+    run = shared.compare_variants(ctx, ctx.knobs)
+    return Output([pick(run, "closeness")], shared.compare_metrics(run, ctx.knobs))

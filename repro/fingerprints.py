@@ -1,0 +1,34 @@
+"""sha256 fingerprints: of JSON-able records, of an encoder's weights, of tensors."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import torch
+
+
+def of(record) -> str:
+    """sha256 of a JSON-able record, keys sorted (the same record always gives the same hash)."""
+    from probe.results import _jsonable
+
+    return hashlib.sha256(json.dumps(_jsonable(record), sort_keys=True).encode()).hexdigest()
+
+
+def tensors(*items) -> str:
+    """sha256 over tensors (shape, dtype and bytes), or lists of them, in order."""
+    digest = hashlib.sha256()
+    for item in items:
+        for tensor in (item if isinstance(item, (list, tuple)) else [item]):
+            t = tensor.detach().cpu().contiguous()
+            digest.update(f"{tuple(t.shape)} {t.dtype}".encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def weights(encoder) -> str:
+    """sha256 of an encoder's parameters and buffers (names, shapes, values): the weights actually used."""
+    digest = hashlib.sha256()
+    for name, value in sorted(encoder.model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensors(value).encode())
+    return digest.hexdigest()

@@ -1,0 +1,100 @@
+"""Figure id -> recipe, title, the claim it tests, and whether it is faithful (caption known) or a
+reconstruction. Recipes register themselves with `@figure(...)`, as timm registers models."""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from probe.errors import ProbeError
+
+CLAIMS = {
+    "claim 1": "large piecewise-linear subspaces: very different inputs share one embedding",
+    "claim 2": "local normal spaces: look-alike inputs have very different embeddings",
+    "claim 3": "the Jacobian spectrum and directional Lipschitz estimates confirm both",
+    "claim 4": "downstream classifiers follow the embedding, not the picture",
+    "claim 5": "the framework is model- and dataset-agnostic",
+    "imperceptibility": "the changes that move the embedding are imperceptible",
+    "matching dynamics": "how matching converges",
+    "beyond": "beyond the paper: a sister paper's result or a control the paper lacks",
+}
+
+
+@dataclass(frozen=True)
+class Figure:
+    id: int
+    title: str
+    tests: tuple[str, ...]        # keys of CLAIMS
+    design: str                   # what the figure shows and why that tests the claim
+    faithful: bool                # Figs 1-5: caption known; 6-20: reconstructions
+    metrics: tuple[str, ...]      # documented keys of figN.json["metrics"] (what `check` reads)
+    recipe: Callable
+    sweep: bool = False           # reads a long sharded sweep
+    code: str = ""                # sha256 of the recipe's source file when it was loaded (part of the fingerprint)
+
+    @property
+    def kind(self) -> str:
+        return "faithful" if self.faithful else "reconstruction"
+
+    @property
+    def label(self) -> str:
+        """What the figure says about itself."""
+        if self.faithful:
+            return f"FAITHFUL to the caption of arXiv:2401.15568 Fig {self.id} (redrawn from the caption, not a copy)"
+        aim = ("to go beyond the paper" if self.tests == ("beyond",)
+               else f"to test {', '.join(self.tests)} of the paper")
+        return f"RECONSTRUCTION: the caption of arXiv:2401.15568 Fig {self.id} is unknown; designed here {aim}"
+
+    def claim_text(self) -> str:
+        return "; ".join(f"{t}: {CLAIMS[t]}" for t in self.tests)
+
+
+FIGURES: dict[int, Figure] = {}
+
+
+def figure(id: int, title: str, tests: tuple[str, ...], design: str, metrics: tuple[str, ...],
+           sweep: bool = False):
+    """Register a recipe `recipe(ctx) -> repro.compose.Output` as figure `id`."""
+    unknown = [t for t in tests if t not in CLAIMS]
+    if unknown:
+        raise ValueError(f"figure {id}: unknown claims {unknown}")
+
+    def register(recipe: Callable) -> Callable:
+        code = hashlib.sha256(Path(inspect.getfile(recipe)).read_bytes()).hexdigest()
+        FIGURES[id] = Figure(id, title, tuple(tests), design, id <= 5, tuple(metrics), recipe, sweep, code)
+        return recipe
+    return register
+
+
+def all_figures() -> dict[int, Figure]:
+    import repro.figures  # noqa: F401  (registers every recipe)
+
+    return dict(sorted(FIGURES.items()))
+
+
+def get(id: int) -> Figure:
+    figures = all_figures()
+    if id not in figures:
+        raise ProbeError(f"unknown figure {id}; figures are {min(figures)}-{max(figures)} (python -m repro list)")
+    return figures[id]
+
+
+def parse_selection(text: str) -> list[int]:
+    """`1,3-5` -> [1, 3, 4, 5] (sorted, unique), every id a registered figure."""
+    known = all_figures()
+    chosen: set[int] = set()
+    for part in (p.strip() for p in text.split(",")):
+        match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not match:
+            raise ProbeError(f"--figures {text!r}: expected ids and ranges like 1,3-5")
+        low, high = int(match.group(1)), int(match.group(2) or match.group(1))
+        if low > high:
+            raise ProbeError(f"--figures {text!r}: range {part} runs backwards")
+        missing = [i for i in range(low, high + 1) if i not in known]
+        if missing:
+            raise ProbeError(f"--figures {text!r}: no figure {missing[0]} (figures are {min(known)}-{max(known)})")
+        chosen.update(range(low, high + 1))
+    return sorted(chosen)

@@ -1,0 +1,182 @@
+"""Run figures: skip the finished ones, write DIR/figN.png then DIR/figN.json (last, so its presence means the
+figure is complete), keep DIR/manifest.json up to date after every figure, and write DIR/index.html.
+
+A figure is finished when figN.json parses, says it is complete, names the sha256 of figN.png as it is on
+disk, and its fingerprint equals the one its settings, weights, images and recipe give now."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+from probe.results import package_versions, write_bytes, write_json
+from repro import report
+from repro.compose import compose
+from repro.context import Context, Interrupted
+from repro.engines import torch_threads
+from repro.registry import Figure
+
+MANIFEST = "manifest.json"
+
+
+def paths(out: Path, figure_id: int) -> tuple[Path, Path]:
+    return Path(out) / f"fig{figure_id}.png", Path(out) / f"fig{figure_id}.json"
+
+
+def read_record(out: Path, figure_id: int) -> dict | None:
+    """figN.json if it is complete and figN.png is the file it describes; None otherwise."""
+    png, record_path = paths(out, figure_id)
+    try:
+        record = json.loads(record_path.read_text())
+        digest = hashlib.sha256(png.read_bytes()).hexdigest()
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(record, dict) and record.get("complete") is True and record.get("png_sha256") == digest
+    return record if ok else None
+
+
+def is_finished(ctx: Context, figure: Figure) -> bool:
+    record = read_record(ctx.out, figure.id)
+    if record is None or record.get("profile") != ctx.profile.name:
+        return False
+    used = {"models": record.get("models", {}), "images": record.get("images", {})}
+    return record.get("fingerprint") == ctx.fingerprint(figure, used)
+
+
+def substitutions(ctx: Context) -> list[str]:
+    """The profile's substitutions that apply to the figure being made: those of the roles it used, and of the
+    authors' procedure (`paper_mode`) when it ran it."""
+    keys = list(ctx.used["models"]) + list(ctx.used["images"])
+    if ctx.knobs.get("settings", {}).get("mode") == "paper":
+        keys.append("paper_mode")
+    return [ctx.profile.substitutions[k] for k in keys if k in ctx.profile.substitutions]
+
+
+def footer(ctx: Context, figure: Figure, output) -> list[str]:
+    models = "; ".join(f"{role}: {m['spec']} ({m['weights']}, sha256 {m['sha256'][:12]})"
+                       for role, m in ctx.used["models"].items())
+    images = "; ".join(f"{role}: {i['source']}" for role, i in ctx.used["images"].items())
+    lines = [f"profile {ctx.profile.name} | seed {ctx.profile.seed} | {ctx.device} {ctx.dtype}, "
+             f"{ctx.profile.threads} torch thread(s) | models {models}",
+             f"images {images}"]
+    settings = ctx.knobs.get("settings")
+    if settings:
+        lines.append("matching: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                              for k, v in settings.items()))
+    subs = substitutions(ctx)
+    if subs:
+        lines.append("SUBSTITUTIONS: " + "; ".join(subs) + ".")
+    lines += output.notes
+    lines.append(f"Tests {figure.claim_text()}. {figure.design}")
+    return lines
+
+
+def write_figure(ctx: Context, figure: Figure, output, seconds: float) -> dict:
+    png, record_path = paths(ctx.out, figure.id)
+    record_path.unlink(missing_ok=True)       # a stale record must never describe the new PNG
+    write_bytes(png, compose(output.rows, f"Fig {figure.id}. {figure.title}", figure.label, figure.faithful,
+                             footer(ctx, figure, output)))
+    record = {
+        "figure": figure.id, "title": figure.title, "kind": figure.kind, "label": figure.label,
+        "tests": list(figure.tests), "claim": figure.claim_text(), "design": figure.design,
+        "profile": ctx.profile.name, "fingerprint": ctx.fingerprint(figure, ctx.used),
+        "settings": ctx.knobs, "seed": ctx.profile.seed, "threads": ctx.profile.threads,
+        "device": ctx.device, "dtype": ctx.dtype, "models": ctx.used["models"], "images": ctx.used["images"],
+        "substitutions": substitutions(ctx),
+        "notes": output.notes, "metrics": output.metrics, "data": output.data(), "seconds": seconds,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "png_sha256": hashlib.sha256(png.read_bytes()).hexdigest(), "complete": True,
+    }
+    write_json(record_path, record)
+    return record
+
+
+def git_state() -> dict:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None}
+    return {"commit": commit.stdout.strip() or None, "dirty": bool(dirty.stdout.strip())}
+
+
+def read_manifest(out: Path) -> dict:
+    try:
+        return json.loads((Path(out) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def note_run(ctx: Context, statuses: dict[int, str], seconds: float, command: list[str]) -> None:
+    """Append a run (command, figure statuses, wall time, load average) to the manifest's `runs`."""
+    manifest = read_manifest(ctx.out)
+    if not manifest:
+        return
+    run = {"command": " ".join(shlex.quote(a) for a in command), "statuses": {str(k): v for k, v in statuses.items()},
+           "seconds": round(seconds, 1), "load_average": list(os.getloadavg()), "engine": ctx.engine.describe(),
+           "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    manifest["runs"] = (manifest.get("runs", []) + [run])[-20:]
+    write_json(ctx.out / MANIFEST, manifest)
+
+
+def update_manifest(ctx: Context, entries: dict[int, dict]) -> dict:
+    """Merge this run's figure entries into DIR/manifest.json (atomically) with the run's provenance."""
+    path = ctx.out / MANIFEST
+    manifest = read_manifest(ctx.out)
+    figures = {**manifest.get("figures", {}), **{str(k): v for k, v in entries.items()}}
+    models, images = dict(manifest.get("models", {})), dict(manifest.get("images", {}))
+    for entry in entries.values():
+        models |= entry.get("models", {})
+        images |= entry.get("images", {})
+    manifest = {
+        "about": "python -m repro: figures of arXiv:2401.15568 regenerated; see index.html",
+        "profile": ctx.profile.to_dict(), "git": git_state(), "versions": package_versions(),
+        "host": platform.node(), "platform": platform.platform(), "device": ctx.device, "dtype": ctx.dtype,
+        "threads": ctx.profile.threads, "seed": ctx.profile.seed, "engine": ctx.engine.describe(),
+        "models": models, "images": {role: ctx.dataset_record(role) for role in images},
+        "figures": dict(sorted(figures.items(), key=lambda kv: int(kv[0]))), "runs": manifest.get("runs", []),
+        "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    write_json(path, manifest)
+    return manifest
+
+
+def run(ctx: Context, figures: list[Figure], force: bool = False, announce=None) -> dict[int, str]:
+    """Make each figure unless finished (or `force`); returns figure id -> "done", "skipped" or
+    "interrupted" (the run stops at the first interruption)."""
+    with torch_threads(ctx.profile.threads):
+        statuses = _run(ctx, figures, force, announce)
+    report.write(ctx.out)
+    return statuses
+
+
+def _run(ctx: Context, figures: list[Figure], force: bool, announce) -> dict[int, str]:
+    statuses: dict[int, str] = {}
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    for position, figure in enumerate(figures):
+        if announce:
+            announce(position, len(figures), figure)
+        if not force and is_finished(ctx, figure):
+            statuses[figure.id] = "skipped"
+            continue
+        ctx.begin(figure)
+        start = time.perf_counter()
+        try:
+            output = figure.recipe(ctx)
+        except Interrupted:
+            statuses[figure.id] = "interrupted"
+            break
+        seconds = time.perf_counter() - start
+        record = write_figure(ctx, figure, output, seconds)
+        update_manifest(ctx, {figure.id: {"title": figure.title, "kind": figure.kind, "seconds": round(seconds, 2),
+                                          "fingerprint": record["fingerprint"], "models": record["models"],
+                                          "images": record["images"], "created": record["created"]}})
+        statuses[figure.id] = "done"
+    return statuses
