@@ -595,8 +595,8 @@ class InspectRun(Run):
 
 
 def inspect(encoder, image, *, method: str = "exact", k: int = 4, space: str = "normalized",
-            eps: Sequence[float] = (1e-2, 1e-1, 1.0, 10.0), matched=None, samples: int = 4, seed: int = 0,
-            progress: Progress | None = None) -> InspectRun:
+            eps: Sequence[float] = (1e-2, 1e-1, 1.0, 10.0), matched=None, samples: int = 4,
+            chunk_size: int | None = None, seed: int = 0, progress: Progress | None = None) -> InspectRun:
     """The geometry behind matching at one image: the Jacobian spectrum (`exact`, or matrix-free `topk` when
     the full Jacobian is too slow), Lipschitz estimates along the top `k` right singular vectors and `samples`
     random Gaussian directions (plus the displacement to `matched`), and the top directions as images."""
@@ -604,7 +604,7 @@ def inspect(encoder, image, *, method: str = "exact", k: int = 4, space: str = "
     eps = geometry.check_eps(list(eps))
     start = time.perf_counter()
     spec = spectrum(encoder, image, space=space, method=method, k=k if method == "topk" else None,
-                    directions=k, seed=seed, progress=within(progress, "spectrum"))
+                    chunk_size=chunk_size, directions=k, seed=seed, progress=within(progress, "spectrum"))
     settings = {"method": method, "k": k, "space": space, "eps": eps, "samples": samples,
                 "matched": None if matched is None else _name(matched, "matched image")}
     run = InspectRun(kind="inspect", model=encoder.describe(), settings=settings, seed=seed, seconds=0.0,

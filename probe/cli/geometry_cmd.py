@@ -30,6 +30,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--space", choices=geometry.SPACES, default="normalized",
                         help="input space of the Jacobian: pixel ([0,1] at model resolution) or normalized "
                              "(the model's normalised input, as the paper); default normalized")
+    parser.add_argument("--chunk-size", type=positive(int, "--chunk-size"), default=None,
+                        help="Jacobian rows per batched VJP (default: from free memory)")
 
 
 def register(subparsers) -> None:
@@ -47,8 +49,6 @@ def register(subparsers) -> None:
                           help="numerical-rank tolerance relative to sigma_1 (default m * float32 eps)")
     spectrum.add_argument("--directions", type=int, default=0,
                           help="also save this many top right singular vectors as images (default 0)")
-    spectrum.add_argument("--chunk-size", type=positive(int, "--chunk-size"), default=None,
-                          help="Jacobian rows per batched VJP (default: from free memory)")
     spectrum.set_defaults(func=run_spectrum)
 
     lipschitz = subparsers.add_parser("lipschitz", help="directional Lipschitz estimates along singular, "
@@ -70,8 +70,6 @@ def register(subparsers) -> None:
     lipschitz.add_argument("--estimate-dtype", choices=["float64", "float32"], default="float64",
                            help="precision of the estimates: float64 (default) probes a float64 copy of the "
                                 "model, so small eps is not float32 rounding noise; float32 saves memory")
-    lipschitz.add_argument("--chunk-size", type=positive(int, "--chunk-size"), default=None,
-                           help="Jacobian rows per batched VJP (default: from free memory)")
     lipschitz.set_defaults(func=run_lipschitz)
 
     inspect = subparsers.add_parser("inspect", help="spectrum, Lipschitz estimates along the top singular "
@@ -118,5 +116,5 @@ def run_lipschitz(args) -> int:
 def run_inspect(args) -> int:
     out, encoder, progress = _prepare(args)
     result = experiments.inspect(encoder, args.image, method=args.method, k=args.k, space=args.space,
-                                 matched=args.matched, seed=args.seed, progress=progress)
+                                 matched=args.matched, chunk_size=args.chunk_size, seed=args.seed, progress=progress)
     return finish(result, out, progress)

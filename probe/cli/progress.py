@@ -35,7 +35,7 @@ class Bars:
             if stage != self.stage:
                 self._close_bar()
                 self.stage = stage
-                self.bar = tqdm(total=total or None, desc=stage, leave=False, file=sys.stderr, dynamic_ncols=True)
+                self.bar = tqdm(total=total or None, desc=stage[-60:], leave=False, file=sys.stderr, dynamic_ncols=True)
             self.bar.n = done
             if metrics:
                 self.bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items()}, refresh=False)
