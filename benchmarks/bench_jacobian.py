@@ -28,8 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[1]  # the results folder and the workers' cwd (probe is installed)
 RESULTS = ROOT / "benchmarks" / "results"
 METHODS = ("probe-math", "probe-fused", "autograd-functional", "jacrev", "topk")
 LABELS = {"probe-math": "probe (math attention)", "probe-fused": "probe (fused attention)",

@@ -45,7 +45,8 @@ def test_a_visitor_runs_an_example_match(page_url, tmp_path):
         page.get_by_text("example pairs").scroll_into_view_if_needed()
         page.locator(".gallery-item, tr.tr-body, button.gallery").nth(1).click()   # coffee -> green square
         page.get_by_role("button", name="Match", exact=True).click()
-        expect(page.get_by_text("ran 25 steps, the cap")).to_be_visible(timeout=240_000)
+        expect(page.get_by_text("ran 25 steps, the cap").first).to_be_visible(timeout=240_000)
+        expect(page.get_by_text("x 213 pixels (the source's resolution)")).to_be_visible(timeout=60_000)
         expect(page.get_by_text("green square").first).to_be_visible(timeout=60_000)
         text = page.inner_text("body")
         initial = float(re.search(r'"cos_to_target_initial"\s*:\s*([-0-9.]+)', text).group(1))
