@@ -95,8 +95,8 @@ def test_equivalence_many_to_one_reads_as_the_target(mini_clip, tmp_path):
     from probe.toy.data import class_names, draw_plain_shape
 
     target = draw_plain_shape("blue", "star", image_size=64)
-    run = experiments.equivalence(mini_clip, [CAT, ROCKET, COFFEE], [target], FastSettings(steps=150),
-                                  classes=class_names())
+    run = experiments.equivalence(mini_clip, [CAT, ROCKET, COFFEE], [target],
+                                  FastSettings(steps=100, resolution="model"), classes=class_names())
     record = run.to_dict()
     assert record["layout"] == "many sources -> one target"
     assert record["predicted_after"] == ["blue star"] * 3
