@@ -10,6 +10,7 @@ markdown table and saves it with the machine, load and versions under benchmarks
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import socket
 import statistics
@@ -52,8 +53,16 @@ def run(url: str, model: str, steps: int | None, clients: int) -> dict:
     return {"clients": clients, "wall_s": time.perf_counter() - start, "errors": errors, "runs": record}
 
 
+def load_app_module():
+    """The repo's app.py, imported by its path (it is a script beside the package, not part of it)."""
+    spec = importlib.util.spec_from_file_location("app", ROOT / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def main() -> int:
-    import app as app_module
+    app_module = load_app_module()
     from probe.results import provenance, write_bytes, write_json
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -387,32 +387,52 @@ def peer_row(label, method, settings, recorder, images, seconds, encoder, target
     return row
 
 
-def run_art(variant: str, encoder, source_px, guide_px, target_emb, l2_source, iterations, step, seed,
-            clock) -> dict:
-    import numpy as np
+def art_feature_attack(module, input_shape, n_outputs: int, device, variant: str, step: float, iterations: int,
+                       batch_size: int):
+    """ART's FeatureAdversariesPyTorch on ``module`` (pixels in [0, 1] -> embedding) and the settings it ran with.
 
-    label = f"ART FeatureAdversaries ({variant})"
-    try:
-        from art.attacks.evasion import FeatureAdversariesPyTorch
-        from art.estimators.classification import PyTorchClassifier
-    except Exception as err:
-        return {"label": label, "method": label, "kind": "peer", "error": f"{type(err).__name__}: {err}"}
-    recorder = Recorder(encoder)
-    dev = encoder.device
-    clf = PyTorchClassifier(model=torch.nn.Sequential(recorder), loss=torch.nn.MSELoss(),
-                            input_shape=tuple(source_px.shape[1:]), nb_classes=target_emb.shape[1],
-                            clip_values=(0.0, 1.0), preprocessing=None,
-                            device_type="gpu" if dev.type == "cuda" else "cpu")
+    ``variant`` "PGD" takes ART's default sign steps, "Adam" its torch.optim.Adam update."""
+    from art.attacks.evasion import FeatureAdversariesPyTorch
+    from art.estimators.classification import PyTorchClassifier
+
+    clf = PyTorchClassifier(model=torch.nn.Sequential(module), loss=torch.nn.MSELoss(),
+                            input_shape=tuple(input_shape), nb_classes=n_outputs, clip_values=(0.0, 1.0),
+                            preprocessing=None, device_type="gpu" if device.type == "cuda" else "cpu")
     if variant == "PGD":
         kwargs = {"step_size": step}
         settings = {"optimizer": "PGD (sign steps, its default)", "step_size": step}
     else:
         kwargs = {"optimizer": torch.optim.Adam, "optimizer_kwargs": {"lr": step}, "lambda_": 0.0}
         settings = {"optimizer": "torch.optim.Adam", "lr": step, "lambda_": 0.0}
-    attack = FeatureAdversariesPyTorch(clf, delta=float(BUDGET), max_iter=iterations, batch_size=1,
+    attack = FeatureAdversariesPyTorch(clf, delta=float(BUDGET), max_iter=iterations, batch_size=batch_size,
                                        layer=-1, verbose=False, **kwargs)
-    settings.update({"delta": BUDGET, "max_iter": iterations, "layer": -1, "loss": "sum of squares",
+    settings.update({"delta": BUDGET, "max_iter": iterations, "batch_size": batch_size, "layer": -1,
                      "random_start": False, "wrapper": "PyTorchClassifier(Sequential(encoder)), clip (0,1)"})
+    return attack, settings
+
+
+def art_note(variant: str) -> str:
+    """What a reader of the table should know about ART's attack."""
+    note = "recomputes the guide's features every iteration (one extra forward per step)"
+    if variant == "Adam":
+        note += "; projects onto the delta ball before each optimiser step, not after the last one, so the " \
+                "returned image can exceed the budget"
+    return note
+
+
+def run_art(variant: str, encoder, source_px, guide_px, target_emb, l2_source, iterations, step, seed,
+            clock) -> dict:
+    import numpy as np
+
+    label = f"ART FeatureAdversaries ({variant})"
+    recorder = Recorder(encoder)
+    dev = encoder.device
+    try:
+        attack, settings = art_feature_attack(recorder, source_px.shape[1:], target_emb.shape[1], dev, variant, step,
+                                              iterations, batch_size=1)
+    except Exception as err:  # ART missing or failing to import: a row saying so
+        return {"label": label, "method": label, "kind": "peer", "error": f"{type(err).__name__}: {err}"}
+    settings["loss"] = "sum of squares"
     x = source_px.detach().cpu().numpy().astype(np.float32)
     y = guide_px.detach().cpu().numpy().astype(np.float32)
     log(f"    {label}: {iterations} iterations ...")
@@ -421,12 +441,8 @@ def run_art(variant: str, encoder, source_px, guide_px, target_emb, l2_source, i
     adv = attack.generate(x, y)
     seconds = clock() - start
     images = torch.from_numpy(adv).to(dev)
-    note = "recomputes the guide's features every iteration (one extra forward per step)"
-    if variant == "Adam":
-        note += "; projects onto the delta ball before each optimiser step, not after the last one, so the " \
-                "returned image can exceed the budget"
     return peer_row(label, "ART " + variant, settings, recorder, images, seconds, encoder, target_emb, source_px,
-                    l2_source, iterations, note=note)
+                    l2_source, iterations, note=art_note(variant))
 
 
 def run_advertorch(encoder, source_px, guide_px, target_emb, l2_source, iterations, step, seed, clock) -> dict:
@@ -858,28 +874,14 @@ def effect_art(variant: str, ctx: dict, iterations: int, step: float, seed: int)
     import numpy as np
 
     label = f"ART FeatureAdversaries ({variant})"
+    encoder, watch, n = ctx["encoder"], ctx["watch"], len(ctx["labels"])
     try:
-        from art.attacks.evasion import FeatureAdversariesPyTorch
-        from art.estimators.classification import PyTorchClassifier
-    except Exception as err:
+        attack, settings = art_feature_attack(Recorder(encoder), ctx["sources"].shape[1:], ctx["target_emb"].shape[1],
+                                              encoder.device, variant, step, iterations, batch_size=n)
+    except Exception as err:  # ART missing or failing to import: a row saying so
         return {"label": label, "method": label, "kind": "peer", "norm": "linf",
                 "error": f"{type(err).__name__}: {err}"}
-    encoder, watch, n = ctx["encoder"], ctx["watch"], len(ctx["labels"])
-    clf = PyTorchClassifier(model=torch.nn.Sequential(Recorder(encoder)), loss=torch.nn.MSELoss(),
-                            input_shape=tuple(ctx["sources"].shape[1:]), nb_classes=ctx["target_emb"].shape[1],
-                            clip_values=(0.0, 1.0), preprocessing=None,
-                            device_type="gpu" if encoder.device.type == "cuda" else "cpu")
-    if variant == "PGD":
-        kwargs = {"step_size": step}
-        settings = {"optimizer": "PGD (sign steps, its default)", "step_size": step}
-    else:
-        kwargs = {"optimizer": torch.optim.Adam, "optimizer_kwargs": {"lr": step}, "lambda_": 0.0}
-        settings = {"optimizer": "torch.optim.Adam", "lr": step, "lambda_": 0.0}
-    attack = FeatureAdversariesPyTorch(clf, delta=float(BUDGET), max_iter=iterations, batch_size=n, layer=-1,
-                                       verbose=False, **kwargs)
-    settings.update({"delta": BUDGET, "max_iter": iterations, "batch_size": n, "layer": -1,
-                     "loss": "sum of squares per pair, mean over the batch", "random_start": False,
-                     "wrapper": "PyTorchClassifier(Sequential(encoder)), clip (0,1)"})
+    settings["loss"] = "sum of squares per pair, mean over the batch"
     x = ctx["sources"].detach().cpu().numpy().astype(np.float32)
     y = ctx["targets"].detach().cpu().numpy().astype(np.float32)
     log(f"    {label}: {iterations} iterations, {n} pairs as one batch ...")
@@ -888,12 +890,8 @@ def effect_art(variant: str, ctx: dict, iterations: int, step: float, seed: int)
     adv = attack.generate(x, y)
     images = torch.from_numpy(adv).to(encoder.device)
     seconds = watch.finish(images)
-    note = "recomputes the guide's features every iteration (one extra forward per step)"
-    if variant == "Adam":
-        note += "; projects onto the delta ball before each optimiser step, not after the last one, so the " \
-                "returned image can exceed the budget"
     return effect_row(label, "ART " + variant, "peer", "linf", BUDGET, settings, images, seconds, watch, ctx,
-                      iterations, note=note)
+                      iterations, note=art_note(variant))
 
 
 def effect_advertorch(ctx: dict, iterations: int, step: float, seed: int) -> dict:

@@ -1,16 +1,21 @@
-"""Which mini-CLIP training recipe shows the paper's effect? One training per recipe variant, then its accuracy
-and the effect on the two fixed pair sets of `probe.toy.effect`.
+"""mini-CLIP recipe sweeps: one training per recipe variant, all trained at once, each scored on what the sweep
+is about. Two sweeps:
 
-Each variant changes a few knobs of the recipe (model config, data generator, weight decay, seed) against
-the baseline it lists, trains 3000 steps (`probe.toy.train.train`, data generated in the training process),
-then measures zero-shot accuracy (`probe.toy.quality.model_quality`) and the share of pairs whose 8-bit matched
-image takes the target's class at PSNR floors 35 and 40 dB (300 steps). Both use the generator with opaque
-shapes, so every variant is scored on the same held-out images and the same shape pairs (`python -m
-probe effect` uses the current generator, faint shapes included, so its shapes numbers differ). Variants run in parallel processes, one CPU
-thread each; on a GPU a variant takes ~5 min (bound by data generation). Usage:
+* ``effect`` (2026-11-27, made the shipped recipe): which recipe shows the paper's effect? Scored by zero-shot
+  accuracy (`probe.toy.quality.model_quality`) and the share of pairs whose 8-bit matched image takes the
+  target's class at PSNR floors 35 and 40 dB (300 steps), with the generator's opaque shapes so every variant
+  is scored on the same held-out images and pairs. Table: results/mini_clip_sweep.md.
+* ``drawn`` (issue 13, to run on a GPU): which recipe reads shapes drawn by anyone (`probe.toy.drawn`) and still
+  shows the effect? Scored by held-out accuracy on the narrow and the wide generator, plain PIL shapes, the
+  drawn set (overall, per size, background, style), the effect at 35 dB on the photo and shape pair sets, and
+  the effect a visitor sees (`probe.toy.effect.visitor_effect`: default fast settings on 24 drawn pairs).
+  Table: results/mini_clip_sweep_drawn.md.
 
-    python benchmarks/sweep_mini_clip.py --device cuda [--variants base,faint3_p4] [--jobs 14] [--out DIR]
-    python benchmarks/sweep_mini_clip.py --render      # rewrite mini_clip_sweep.md from mini_clip_sweep.json
+Variants run in parallel processes, one CPU thread each; on a GPU a 3000-step variant takes ~5 min (bound by
+data generation). Usage:
+
+    python benchmarks/sweep_mini_clip.py --sweep drawn --device cuda [--variants wide,wide_avg] [--jobs 12]
+    python benchmarks/sweep_mini_clip.py --sweep effect --render   # rewrite a table from its JSON
 """
 from __future__ import annotations
 
@@ -23,10 +28,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+SHIPPED = str(ROOT / "probe" / "toy" / "mini_clip")
 
-# The recipe before this sweep: patch 8, opaque shapes (OPACITY (1, 1)), min. contrast 90, weight decay 0.1.
-BASE = {"patch_size": 8, "opacity": 1.0}
-VARIANTS = {
+# effect sweep: the recipe before it was patch 8, opaque shapes (OPACITY (1, 1)), min. contrast 90, weight decay 0.1.
+EFFECT_BASE = {"patch_size": 8, "opacity": 1.0}
+EFFECT_VARIANTS = {
     "base": {}, "base_s1": {"seed": 1}, "wd0": {"wd": 0.0}, "p4": {"patch_size": 4}, "w128": {"width": 128},
     "faint3": {"opacity": 0.3}, "faint15": {"opacity": 0.15}, "lowc40": {"min_contrast": 40},
     "faint3_lowc40": {"opacity": 0.3, "min_contrast": 40}, "faint3_p4": {"opacity": 0.3, "patch_size": 4},
@@ -34,43 +40,76 @@ VARIANTS = {
     "p4_wd0": {"patch_size": 4, "wd": 0.0},
     "faint3_p4_w128_wd0": {"opacity": 0.3, "patch_size": 4, "width": 128, "wd": 0.0},
 }
-FLOORS_DB = (35.0, 40.0)
+# drawn sweep: the shipped recipe (narrow generator, patch 4, opacity 0.3-1) against the wide generator, one
+# factor at a time: curriculum, pooling, capacity, length, a second stage from the shipped weights, seeds.
+DRAWN_BASE = {}
+DRAWN_VARIANTS = {
+    "shipped_recipe": {}, "wide": {"recipe": "wide"}, "wide_ramp": {"recipe": "wide", "ramp": 0.5},
+    "wide_avg": {"recipe": "wide", "pool_type": "avg"}, "wide_avg_ramp": {"recipe": "wide", "pool_type": "avg", "ramp": 0.5},
+    "wide_w96": {"recipe": "wide", "width": 96}, "wide_l6": {"recipe": "wide", "layers": 6},
+    "wide_6k": {"recipe": "wide", "steps": 6000}, "wide_avg_6k": {"recipe": "wide", "pool_type": "avg", "steps": 6000},
+    "stage2_wide": {"recipe": "wide", "init": SHIPPED, "lr": 1e-3, "steps": 1500},
+    "wide_avg_ramp_s1": {"recipe": "wide", "pool_type": "avg", "ramp": 0.5, "seed": 1},
+    "wide_avg_ramp_s2": {"recipe": "wide", "pool_type": "avg", "ramp": 0.5, "seed": 2},
+}
+SWEEPS = {"effect": (EFFECT_BASE, EFFECT_VARIANTS), "drawn": (DRAWN_BASE, DRAWN_VARIANTS)}
+FLOORS_DB = {"effect": (35.0, 40.0), "drawn": (35.0,)}
 
 
-def run_variant(name: str, device: str, out_root: Path, steps: int = 3000, effect_steps: int = 300) -> dict:
+def run_variant(sweep: str, name: str, device: str, out_root: Path, steps: int, effect_steps: int) -> dict:
     """Set the variant's knobs on the modules, train, evaluate; returns one result row."""
     import torch
 
     from probe.toy import data, model
     from probe.toy.train import train
 
-    knobs = {**BASE, **VARIANTS[name]}
+    base, variants = SWEEPS[sweep]
+    knobs = {**base, **variants[name]}
     torch.set_num_threads(1)
     backgrounds = data.BACKGROUNDS
-    data.OPACITY = (knobs["opacity"], 1.0)
+    data.OPACITY = (knobs.get("opacity", data.OPACITY[0]), 1.0)
     data._MIN_CONTRAST = knobs.get("min_contrast", data._MIN_CONTRAST)
     if knobs.get("no_noisy_background"):
         data.BACKGROUNDS = tuple(b for b in data.BACKGROUNDS if b != "noisy")
-    for key in ("patch_size", "width"):
+    for key in ("patch_size", "width", "layers", "pool_type"):
         if key in knobs:
             model.MODEL_CFG["vision_cfg"][key] = knobs[key]
     out = out_root / name
     start = time.monotonic()
-    train(out, seed=knobs.get("seed", 0), steps=steps, weight_decay=knobs.get("wd", 0.1), device=device,
-          checkpoint_every=10**6)
-    train_s = time.monotonic() - start
+    train(out, seed=knobs.get("seed", 0), steps=knobs.get("steps", steps), lr=knobs.get("lr", 2e-3),
+          weight_decay=knobs.get("wd", 0.1), device=device, checkpoint_every=10**6,
+          recipe=knobs.get("recipe"), ramp=knobs.get("ramp"), init=knobs.get("init"))
+    row = {"name": name, "knobs": knobs, "train_s": time.monotonic() - start}
+    if sweep == "effect":  # score every variant on the same opaque held-out images and pairs
+        data.OPACITY, data._MIN_CONTRAST, data.BACKGROUNDS = (1.0, 1.0), 90.0, backgrounds
+    row.update(score(sweep, out, device, effect_steps))
+    return row
 
+
+def score(sweep: str, folder: Path, device: str, effect_steps: int) -> dict:
+    """The sweep's numbers for the model in ``folder``."""
     from probe.models import load_encoder
-    from probe.toy.effect import measure, photo_pairs, psnr_to_rms, shape_pairs
-    from probe.toy.quality import model_quality
+    from probe.toy import drawn
+    from probe.toy.data import class_names, generate_samples, EVAL_SEED
+    from probe.toy.effect import drawn_pairs, measure, photo_pairs, psnr_to_rms, shape_pairs, visitor_effect
+    from probe.toy.quality import accuracy, model_quality
+    from probe.zeroshot import embed_images, text_head
 
-    data.OPACITY, data._MIN_CONTRAST, data.BACKGROUNDS = (1.0, 1.0), 90.0, backgrounds
-    row = {"name": name, "knobs": knobs, "train_s": train_s, **model_quality(out)}
-    encoder = load_encoder(f"openclip:local-dir:{out}", device=device)
+    row = dict(model_quality(folder))
+    encoder = load_encoder(f"openclip:local-dir:{folder}", device=device)
+    if sweep == "drawn":
+        wide = generate_samples(20 * len(class_names()), EVAL_SEED, balanced=True, recipe="wide")
+        head = text_head(encoder, class_names())
+        predicted = head.probabilities(embed_images(encoder, [s.image for s in wide])).argmax(1)
+        row["wide_heldout_accuracy"] = accuracy(predicted, [s.class_index for s in wide])
+        row["drawn"] = drawn.evaluate(encoder, drawn.drawn_set(10), class_names())
+        visitor = visitor_effect(encoder, drawn_pairs(24))
+        row["visitor"] = {k: v for k, v in visitor.items() if k != "rows"}
     for pairs in (photo_pairs(encoder), shape_pairs(encoder)):
-        runs = measure(encoder, pairs, [psnr_to_rms(db) for db in FLOORS_DB], steps=effect_steps)
+        runs = measure(encoder, pairs, [psnr_to_rms(db) for db in FLOORS_DB[sweep]], steps=effect_steps)
         row[pairs.name] = [{"psnr_floor_db": db, "target_top1": r["target_top1"],
-                            "target_probability_mean": r["target_probability_mean"]} for db, r in zip(FLOORS_DB, runs)]
+                            "target_probability_mean": r["target_probability_mean"]}
+                           for db, r in zip(FLOORS_DB[sweep], runs)]
     return row
 
 
@@ -87,8 +126,9 @@ def run_all(names: list[str], args) -> list[dict]:
                 rows.append(json.loads(out.strip().splitlines()[-1]))
                 print(f"{variant}: done", file=sys.stderr, flush=True)
             if name:
-                command = [sys.executable, __file__, "--variant", name, "--device", args.device, "--out", args.out,
-                           "--steps", str(args.steps), "--effect-steps", str(args.effect_steps)]
+                command = [sys.executable, __file__, "--sweep", args.sweep, "--variant", name, "--device",
+                           args.device, "--out", args.out, "--steps", str(args.steps), "--effect-steps",
+                           str(args.effect_steps)]
                 running.append((name, subprocess.Popen(command, stdout=subprocess.PIPE, text=True)))
     finally:
         for _, proc in running:
@@ -96,25 +136,44 @@ def run_all(names: list[str], args) -> list[dict]:
     return rows
 
 
-def markdown(record: dict) -> str:
-    lines = [f"# mini-CLIP recipe sweep ({record['device']})", "", record["note"], "",
-             f"Command: `{record['command']}`", "",
-             "| variant | changes | held-out top-1 | plain top-1 | photos 35 dB | shapes 35 dB | photos 40 dB "
-             "| shapes 40 dB |", "|---|---|---|---|---|---|---|---|"]
+def markdown(sweep: str, record: dict) -> str:
+    _, variants = SWEEPS[sweep]
+    lines = [f"# mini-CLIP recipe sweep: {sweep} ({record['device']})", "", record["note"], "",
+             f"Command: `{record['command']}`", ""]
+    if sweep == "effect":
+        lines += ["| variant | changes | held-out top-1 | plain top-1 | photos 35 dB | shapes 35 dB | photos 40 dB "
+                  "| shapes 40 dB |", "|---|---|---|---|---|---|---|---|"]
+    else:
+        lines += ["| variant | changes | held-out (narrow / wide) | plain | drawn, 16 labels | drawn by size "
+                  "(15-30-45-60-75%) | drawn filled / outline | photos 35 dB | shapes 35 dB | visitor, drawn pairs |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
     rows = sorted(record["rows"], key=lambda r: -min(r["photos"][0]["target_top1"], r["shapes"][0]["target_top1"]))
     for r in rows:
-        changes = ", ".join(f"{k} {v}" for k, v in VARIANTS[r["name"]].items()) or "(baseline)"
-        cells = [f"{r[s][i]['target_top1']:.1%}" for i in (0, 1) for s in ("photos", "shapes")]
-        lines.append(f"| {r['name']} | {changes} | {r['heldout_accuracy']:.1%} | {r['plain_accuracy']:.1%} | "
-                     + " | ".join(cells) + " |")
+        changes = ", ".join(f"{k} {v}" for k, v in variants[r["name"]].items()
+                            if k != "init") or "(baseline)"
+        if "init" in variants[r["name"]]:
+            changes += ", from the shipped weights"
+        if sweep == "effect":
+            cells = [f"{r[s][i]['target_top1']:.1%}" for i in (0, 1) for s in ("photos", "shapes")]
+            lines.append(f"| {r['name']} | {changes} | {r['heldout_accuracy']:.1%} | {r['plain_accuracy']:.1%} | "
+                         + " | ".join(cells) + " |")
+        else:
+            d = r["drawn"]
+            sizes = " / ".join(f"{v['labels_16']:.0%}" for v in d["by_size"].values())
+            lines.append(f"| {r['name']} | {changes} | {r['heldout_accuracy']:.1%} / {r['wide_heldout_accuracy']:.1%} "
+                         f"| {r['plain_accuracy']:.1%} | {d['overall']['labels_16']:.1%} | {sizes} | "
+                         f"{d['by_style']['filled']['labels_16']:.0%} / {d['by_style']['outline']['labels_16']:.0%} | "
+                         f"{r['photos'][0]['target_top1']:.1%} | {r['shapes'][0]['target_top1']:.1%} | "
+                         f"{r['visitor']['target_top1_all_classes']:.1%} |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sweep", choices=sorted(SWEEPS), default="drawn", help="which sweep (default drawn)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument("--jobs", type=int, default=len(VARIANTS), help="variants trained at once")
+    parser.add_argument("--variants", default=None, help="comma-separated (default: all of the sweep's)")
+    parser.add_argument("--jobs", type=int, default=None, help="variants trained at once (default: all)")
     parser.add_argument("--out", default="/tmp/mini_clip_sweep", help="folder for the trained variants")
     parser.add_argument("--note", default="", help="a line stored with the run")
     parser.add_argument("--steps", type=int, default=3000, help="training steps per variant (default 3000)")
@@ -124,14 +183,18 @@ def main() -> int:
     args = parser.parse_args()
     from probe.results import provenance, write_bytes, write_json
 
+    _, variants = SWEEPS[args.sweep]
+    stem = "mini_clip_sweep" if args.sweep == "effect" else f"mini_clip_sweep_{args.sweep}"
     if args.variant:
-        print(json.dumps(run_variant(args.variant, args.device, Path(args.out), args.steps, args.effect_steps)))
+        print(json.dumps(run_variant(args.sweep, args.variant, args.device, Path(args.out), args.steps,
+                                     args.effect_steps)))
         return 0
     if not args.render:
-        names = [n.strip() for n in args.variants.split(",")]
-        unknown = sorted(set(names) - set(VARIANTS))
+        names = [n.strip() for n in (args.variants or ",".join(variants)).split(",")]
+        unknown = sorted(set(names) - set(variants))
         if unknown:
-            parser.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+            parser.error(f"unknown variants {unknown}; the {args.sweep} sweep has: {', '.join(variants)}")
+        args.jobs = args.jobs or len(names)
         if args.jobs < 1:
             parser.error("--jobs must be >= 1")
         existing = [n for n in names if (Path(args.out) / n).exists()]
@@ -141,13 +204,13 @@ def main() -> int:
         import torch
 
         device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
-        write_json(RESULTS / "mini_clip_sweep.json",
+        write_json(RESULTS / f"{stem}.json",
                    provenance(device=device, note=args.note, command=" ".join(sys.argv), rows=rows))
-    if not (RESULTS / "mini_clip_sweep.json").is_file():
-        parser.error(f"no {RESULTS / 'mini_clip_sweep.json'} to render; run the sweep first")
-    record = json.loads((RESULTS / "mini_clip_sweep.json").read_text())
-    text = markdown(record)
-    write_bytes(RESULTS / "mini_clip_sweep.md", text.encode())
+    if not (RESULTS / f"{stem}.json").is_file():
+        parser.error(f"no {RESULTS / f'{stem}.json'} to render; run the sweep first")
+    record = json.loads((RESULTS / f"{stem}.json").read_text())
+    text = markdown(args.sweep, record)
+    write_bytes(RESULTS / f"{stem}.md", text.encode())
     print(text)
     return 0
 

@@ -6,6 +6,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 import json
 
+import numpy as np
 import open_clip
 import pytest
 import torch
@@ -218,3 +219,67 @@ def test_training_progress_cancels_cleanly_and_resumes(tmp_path):
     assert not resumed.cancelled and resumed.step == 4
     for key, value in straight.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
+
+
+def _shape_box_side(image, background_rgb):
+    """Side of the bounding box of the pixels that differ clearly from ``background_rgb``."""
+    pixels = torch.from_numpy(np.asarray(image, dtype=np.float32))
+    differs = (pixels - torch.tensor(background_rgb, dtype=torch.float32)).abs().amax(-1) > 40
+    rows, cols = differs.any(1).nonzero(), differs.any(0).nonzero()
+    return max(rows.max() - rows.min() + 1, cols.max() - cols.min() + 1).item()
+
+
+def test_wide_recipe_draws_any_size_style_and_background():
+    samples = data.generate_samples(800, 11, recipe="wide")
+    assert _pixels(samples[:5]) == _pixels(data.generate_samples(5, 11, recipe="wide"))
+    extents = [s.details["extent"] for s in samples]
+    low, high = data.WIDE_SIZES["small"][0], data.WIDE_SIZES["large"][1]
+    assert low <= min(extents) < low + 0.03 and high - 0.03 < max(extents) <= high
+    assert {s.details["background"] for s in samples} == set(data.WIDE_BACKGROUNDS)
+    assert 0.25 < sum(s.details["outline"] for s in samples) / len(samples) < 0.55
+    plain = [s for s in samples if s.details["background"] in ("light", "grey", "dark") and s.details["opacity"] > 0.9
+             and not s.details["outline"] and s.details["texture"] == "solid"]
+    assert len(plain) >= 5
+    for s in plain:  # the drawn shape spans the stated share of the image side
+        assert abs(_shape_box_side(s.image, s.image.getpixel((0, 0))) - s.details["extent"] * 64) <= 3
+
+
+def test_wide_recipe_curriculum_starts_easy():
+    easy = data.generate_samples(50, 5, recipe="wide", reach=0.0)
+    assert all(data.EASY_EXTENT[0] <= s.details["extent"] <= data.EASY_EXTENT[1] for s in easy)
+    assert all(s.details["opacity"] == 1.0 and not s.details["outline"] for s in easy)
+    assert train_module.reach(0, 100, 0.5) == 0 and train_module.reach(25, 100, 0.5) == 0.5
+    assert train_module.reach(50, 100, 0.5) == train_module.reach(7, 100, 0.0) == 1.0
+    with pytest.raises(ProbeError, match="reach"):
+        data.generate_samples(2, 0, recipe="wide", reach=1.5)
+    with pytest.raises(ProbeError, match="recipe"):
+        data.generate_samples(2, 0, recipe="broad")
+
+
+def test_second_stage_starts_from_the_given_weights(tmp_path):
+    shipped = load_file(MINI_CLIP_DIR / WEIGHTS_FILE)
+    settings = dict(seed=1, steps=1, batch=4, lr=1e-9, recipe="wide")
+    staged = train(tmp_path / "staged", init=MINI_CLIP_DIR, **settings).model.state_dict()
+    fresh = train(tmp_path / "fresh", **settings).model.state_dict()
+    key = "visual.conv1.weight"
+    assert torch.allclose(staged[key], shipped[key].float(), atol=1e-6)
+    assert not torch.allclose(fresh[key], shipped[key].float(), atol=1e-2)
+    with pytest.raises(ProbeError, match="differs"):  # the starting weights are part of the resume check
+        train(tmp_path / "staged", resume=True, init=tmp_path / "fresh", **settings)
+    with pytest.raises(ProbeError, match="--init"):
+        train(tmp_path / "none", init=tmp_path, **settings)
+
+
+def test_cli_trains_the_wide_recipe_and_checks_its_options(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path / "w"), "--steps", "2", "--batch", "4", "--recipe", "wide",
+                 "--ramp", "0.5", "--quiet"]) == 0
+    assert _checkpoint(tmp_path / "w")["settings"]["recipe"] == "wide"
+    assert main(["train", "--out", str(tmp_path / "r"), "--recipe", "wide", "--ramp", "1.5"]) == 2
+    assert "ramp must be" in capsys.readouterr().err
+
+
+def test_eval_reports_the_independently_drawn_set(capsys):
+    assert main(["eval", "--per-class", "1", "--per-drawn", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "independently drawn shapes (32" in out
+    assert "by size: 0.15-0.30" in out and "by background: light" in out

@@ -10,7 +10,8 @@ from probe.metrics import psnr
 from probe.models import load_encoder
 from probe.cli import main
 from probe.toy.data import class_names
-from probe.toy.effect import measure, photo_pairs, psnr_to_rms, shape_pairs
+from probe.matching import FastSettings
+from probe.toy.effect import drawn_pairs, measure, photo_pairs, psnr_to_rms, shape_pairs, visitor_effect
 from probe.zeroshot import text_head
 
 
@@ -71,3 +72,23 @@ def test_cli_names_a_bad_set(tmp_path, capsys):
     assert main(["effect", "--out", str(tmp_path / "o"), "--sets", "cats", "--quiet"]) == 2
     assert "sets must be some of" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_drawn_pairs_are_seeded_and_pair_different_labels():
+    pairs = drawn_pairs(7, seed=3)
+    assert [s.resolution for s, _ in pairs] == [64] * 4 + [224] * 3
+    assert all(s.label != t.label and s.resolution == t.resolution for s, t in pairs)
+    again = drawn_pairs(7, seed=3)
+    assert [(s.image.tobytes(), t.image.tobytes()) for s, t in pairs] == \
+        [(s.image.tobytes(), t.image.tobytes()) for s, t in again]
+
+
+def test_visitor_effect_reads_the_saved_png_as_the_target(mini_clip):
+    """With a generous budget every 8-bit matched drawing is read as its target drawing is read, and the PNG
+    stays within the budget (plus half a level of rounding)."""
+    pairs = drawn_pairs(4, seed=0)[:2]
+    result = visitor_effect(mini_clip, pairs, FastSettings(budget=64 / 255, steps=60))
+    assert result["pairs"] == 2 and result["settings"]["budget"] == 64 / 255
+    for row in result["rows"]:
+        assert row["read_as"] == row["target_read_as"], row
+        assert row["linf_255"] <= 64.5

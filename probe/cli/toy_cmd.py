@@ -7,6 +7,7 @@ import sys
 from probe import experiments
 from probe.cli.common import add_out_arg, bars, check_out_dir, finish, float_list, positive
 from probe.models import MINI_CLIP_DIR
+from probe.toy.data import RECIPES
 
 
 def register(subparsers) -> None:
@@ -25,6 +26,13 @@ def register(subparsers) -> None:
     train.add_argument("--workers", type=int, default=0,
                        help="processes generating data (default 0: in the training process; on a GPU use ~8)")
     train.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default cpu)")
+    train.add_argument("--recipe", choices=RECIPES, default=None,
+                       help="data generator: narrow (the shipped model's) or wide (any size, position, outline, "
+                            "plain/noisy/gradient backgrounds; experimental) (default narrow)")
+    train.add_argument("--ramp", type=float, default=0.0,
+                       help="wide recipe: share of the steps over which difficulty rises to the full range (default 0)")
+    train.add_argument("--init", help="start from this mini-CLIP folder's weights (a second stage) instead of "
+                                      "a fresh initialisation")
     train.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     train.add_argument("--checkpoint", help="checkpoint path (default OUT/checkpoint.pt)")
     train.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints (default 100)")
@@ -35,6 +43,8 @@ def register(subparsers) -> None:
     evaluate.add_argument("--model-dir", default=str(MINI_CLIP_DIR), help="model folder (default: the shipped one)")
     evaluate.add_argument("--per-class", type=positive(int, "--per-class"), default=20,
                           help="held-out images per class (default 20)")
+    evaluate.add_argument("--per-drawn", type=positive(int, "--per-drawn"), default=10,
+                          help="independently drawn shapes per label and resolution (default 10: 320 drawings)")
     evaluate.set_defaults(func=run_eval)
 
     effect = subparsers.add_parser("effect", help="the paper's effect on the mini-CLIP: match its fixed pairs "
@@ -65,7 +75,8 @@ def run_train(args) -> int:
         result = train(args.out, seed=args.seed, steps=args.steps, batch=args.batch, lr=args.lr,
                        weight_decay=args.weight_decay, threads=args.threads, workers=args.workers,
                        device=args.device, resume=args.resume, checkpoint=args.checkpoint,
-                       checkpoint_every=args.checkpoint_every, progress=progress)
+                       checkpoint_every=args.checkpoint_every, progress=progress, recipe=args.recipe,
+                       ramp=args.ramp, init=args.init)
     finally:
         progress.close()
     if result.cancelled:
@@ -79,6 +90,9 @@ def run_train(args) -> int:
 def run_eval(args) -> int:
     import torch
 
+    from probe.models import load_encoder
+    from probe.toy import drawn
+    from probe.toy.data import class_names
     from probe.toy.quality import model_quality
 
     torch.set_num_threads(1)
@@ -88,6 +102,14 @@ def run_eval(args) -> int:
     print(f"zero-shot top-1, plain PIL shapes:          {results['plain_accuracy']:.1%}")
     print(f"mean cosine between class centroids:        {results['centroid_cosine']:.3f} "
           f"(random init: {results['random_init_centroid_cosine']:.3f})")
+    drawings = drawn.drawn_set(args.per_drawn)
+    shares = drawn.evaluate(load_encoder(f"openclip:local-dir:{args.model_dir}"), drawings, class_names())
+    overall = shares["overall"]
+    print(f"zero-shot top-1, independently drawn shapes ({overall['n']}, probe.toy.drawn): "
+          f"{overall['labels_16']:.1%} over its 16 labels, {overall['all_classes']:.1%} over all classes")
+    for group in ("by_size", "by_background", "by_style", "by_resolution"):
+        print(f"  {group.replace('_', ' ')}: " + ", ".join(f"{name} {value['labels_16']:.0%}"
+                                                          for name, value in shares[group].items()))
     return 0
 
 

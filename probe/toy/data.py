@@ -6,6 +6,12 @@ position, rotation, fill texture, background and edge anti-aliasing vary, and
 captions mention a random subset of them, which gives the text tower something
 compositional to learn. Generation is a pure function of the seed.
 
+Two recipes: "narrow" (the shipped model's: sizes near half the image, 3 x 3
+anchor positions) and "wide" (experimental, for shapes drawn by anyone: any size
+from 12% to 80% of the side, anywhere, filled or thick-outlined, plain light /
+grey / dark, noisy and gradient backgrounds too, sometimes softened, with an
+optional easy-to-hard curriculum ``reach``).
+
 Seeds at or above ``EVAL_SEED`` are held out: training never uses them.
 """
 
@@ -17,7 +23,7 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from PIL import Image, ImageColor, ImageDraw
+from PIL import Image, ImageChops, ImageColor, ImageDraw, ImageFilter
 
 from probe.errors import ProbeError
 
@@ -45,6 +51,23 @@ OPACITY = (0.3, 1.0)  # range of the shape's opacity over its background: faint 
 POSITION_ANCHORS = {0.25: ("top", "left"), 0.5: ("", ""), 0.75: ("bottom", "right")}
 POSITION_JITTER = 0.04
 
+# The "wide" recipe: shapes of any size (bounding-box side as a fraction of the image side), anywhere, filled or
+# thick-outlined, on plain light / grey / dark backgrounds as well as the patterned ones, sometimes softened.
+RECIPES = ("narrow", "wide")
+RECIPE = "narrow"
+"""Which generator ``generate_samples`` uses by default: "narrow" (the sizes, 3 x 3 anchors and backgrounds above)
+or "wide"."""
+WIDE_SIZES = {"small": (0.12, 0.33), "medium": (0.33, 0.55), "large": (0.55, 0.80)}
+WIDE_BACKGROUNDS = ("plain", "light", "grey", "dark", "gradient", "noisy", "striped", "checkered")
+WIDE_MAX_ROTATION = 20
+OUTLINE_SHARE = 0.4   # share of shapes drawn as a thick outline
+OUTLINE_WIDTH = (0.07, 0.22)  # outline width as a fraction of the bounding-box side (at least 1.5 px)
+BLUR_SHARE = 0.1      # share of images softened by a slight Gaussian blur
+TRIANGLE_ASPECT = (0.75, 1.25)  # height / base of the (isosceles) triangles
+STAR_INNER = (0.36, 0.52)       # inner / outer radius of the stars
+SMALL_FAINT_EXTENT, SMALL_OPACITY = 0.3, 0.55  # shapes smaller than this are never fainter than that
+EASY_EXTENT = (0.45, 0.65)  # size range at difficulty 0 (about the narrow recipe's)
+
 EVAL_SEED = 10**9
 """First held-out seed: evaluation sets use seeds >= EVAL_SEED, training never does."""
 
@@ -56,6 +79,7 @@ class Sample(NamedTuple):
     image: Image.Image
     caption: str
     class_index: int
+    details: dict | None = None  # wide recipe: how the sample was drawn (size, opacity, style, background ...)
 
 
 def class_names() -> list[str]:
@@ -63,12 +87,19 @@ def class_names() -> list[str]:
     return [f"{colour} {shape}" for colour in COLOURS for shape in SHAPES]
 
 
-def generate_samples(n: int, seed: int, *, image_size: int = 64, balanced: bool = False) -> list[Sample]:
-    """Return ``n`` (image, caption, class_index) samples, fully determined by ``seed``.
+def generate_samples(n: int, seed: int, *, image_size: int = 64, balanced: bool = False,
+                     recipe: str | None = None, reach: float = 1.0) -> list[Sample]:
+    """Return ``n`` (image, caption, class_index) samples, fully determined by ``seed`` (and the recipe).
 
     Classes are drawn uniformly at random, or cycle through all classes in order
-    when ``balanced`` is true (handy for evaluation sets).
+    when ``balanced`` is true (handy for evaluation sets). ``recipe`` defaults to ``RECIPE``.
+    ``reach`` < 1 (wide recipe only, a training curriculum): each sample's difficulty is drawn from [0, reach]
+    instead of being the full range (1); difficulty 0 is a large, centred, upright, opaque, filled shape.
     """
+    if not 0 <= reach <= 1:
+        raise ProbeError(f"reach must be in [0, 1], got {reach}")
+    recipe = recipe or RECIPE
+    _check_choice("recipe", recipe, RECIPES)
     if n < 0:
         raise ProbeError(f"n must be >= 0, got {n}")
     if seed < 0:
@@ -80,16 +111,19 @@ def generate_samples(n: int, seed: int, *, image_size: int = 64, balanced: bool 
     samples = []
     for i in range(n):
         class_index = i % n_classes if balanced else int(rng.integers(n_classes))
-        samples.append(_random_sample(rng, class_index, image_size))
+        if recipe == "narrow":
+            samples.append(_random_sample(rng, class_index, image_size))
+        else:
+            samples.append(_wide_sample(rng, class_index, image_size, reach))
     return samples
 
 
-def generate_batch(n: int, seed: int) -> tuple[np.ndarray, list[str]]:
+def generate_batch(n: int, seed: int, recipe: str | None = None, reach: float = 1.0) -> tuple[np.ndarray, list[str]]:
     """``generate_samples(n, seed)`` as one uint8 (n, 64, 64, 3) array and the captions.
 
     Cheap to send between processes: training's data workers return this.
     """
-    samples = generate_samples(n, seed)
+    samples = generate_samples(n, seed, recipe=recipe, reach=reach)
     return np.stack([np.asarray(s.image) for s in samples]), [s.caption for s in samples]
 
 
@@ -324,3 +358,144 @@ def _caption(rng: np.random.Generator, colour: str, shape: str, attributes: dict
     if "background" in chosen:
         text += f" on a {attributes['background']} background"
     return text
+
+
+# ---- the "wide" recipe -------------------------------------------------------------------------------------------
+
+def _wide_sample(rng: np.random.Generator, class_index: int, image_size: int, reach: float = 1.0) -> Sample:
+    """One sample of the wide recipe: any size and position, filled or outlined, plain or patterned background.
+
+    With ``reach`` < 1 the sample's difficulty d is drawn from [0, reach]: sizes, position, rotation, opacity,
+    outlines and blur are pulled towards a large, centred, upright, opaque, filled shape as d goes to 0."""
+    colour = COLOURS[class_index // len(SHAPES)]
+    shape = SHAPES[class_index % len(SHAPES)]
+    d = rng.uniform(0, reach) if reach < 1 else 1.0
+    smallest = EASY_EXTENT[0] + (WIDE_SIZES["small"][0] - EASY_EXTENT[0]) * d  # the size range widens with d
+    largest = EASY_EXTENT[1] + (WIDE_SIZES["large"][1] - EASY_EXTENT[1]) * d
+    extent = smallest + rng.random() * (largest - smallest)
+    size_word = next(word for word, (_, top) in WIDE_SIZES.items() if extent <= top)
+    texture = str(rng.choice(TEXTURES))
+    background = str(rng.choice(WIDE_BACKGROUNDS))
+    outline = rng.random() < OUTLINE_SHARE * d
+
+    angle = math.radians(rng.uniform(-WIDE_MAX_ROTATION, WIDE_MAX_ROTATION) * d)
+    outline_points = _wide_outline(rng, shape, angle)  # unit-sized polygon (x, y) around (0, 0); None: circle
+    if outline_points is None:
+        low, high = np.array([-1.0, -1.0]), np.array([1.0, 1.0])
+    else:
+        low, high = outline_points.min(0), outline_points.max(0)
+    scale = extent * image_size / float((high - low).max())  # pixels per unit
+    span = (high - low) * scale
+    corner = (0.5 + (rng.uniform(0, 1, 2) - 0.5) * d) * np.maximum(image_size - span, 0)  # bounding box's top-left
+    origin = corner - low * scale  # where the unit polygon's (0, 0) lands
+    centre = corner + span / 2
+    position = _position_word(centre / image_size)
+
+    rgb = _random_colour(rng, colour)
+    image = _wide_background(rng, background, image_size, rgb)
+    width = max(1.5, rng.uniform(*OUTLINE_WIDTH) * extent * image_size) if outline else None
+    mask = _wide_mask(outline_points, origin, scale, image_size, width, hard_edges=rng.random() < 0.25)
+    floor = OPACITY[0] if extent >= SMALL_FAINT_EXTENT else SMALL_OPACITY
+    opacity = rng.uniform(1 - (1 - floor) * d, OPACITY[1])
+    if opacity < 1:
+        mask = mask.point(lambda v: round(v * opacity))
+    image.paste(_texture(rng, texture, rgb, image_size), (0, 0), mask)
+    if rng.random() < BLUR_SHARE * d:
+        image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.8) * image_size / 64))
+
+    attributes = {
+        "size": size_word,
+        "texture": "outlined" if outline else texture,
+        "position": position,
+        "background": background,
+    }
+    details = {"difficulty": d, "extent": float(extent), "opacity": float(opacity), "outline": bool(outline),
+               "background": background, "texture": texture}
+    return Sample(image, _caption(rng, colour, shape, attributes), class_index, details)
+
+
+def _wide_outline(rng: np.random.Generator, shape: str, angle: float) -> np.ndarray | None:
+    """Vertices (x, y) of ``shape`` (about unit size, around the origin) rotated by ``angle``; None for a circle.
+
+    Triangles vary in height against base and stars in the depth of their points."""
+    if shape == "circle":
+        return None
+    if shape == "triangle":
+        aspect = rng.uniform(*TRIANGLE_ASPECT)  # height / base, base 2
+        points = np.array([[0.0, -aspect * 2 / 3 * 2], [1.0, aspect * 2 / 3], [-1.0, aspect * 2 / 3]])
+    elif shape == "star":
+        inner = rng.uniform(*STAR_INNER)
+        points = np.array([[(1.0 if k % 2 == 0 else inner) * math.cos(-math.pi / 2 + k * math.pi / 5),
+                            (1.0 if k % 2 == 0 else inner) * math.sin(-math.pi / 2 + k * math.pi / 5)]
+                           for k in range(10)])
+    else:
+        points = np.array([[r * math.cos(t), r * math.sin(t)] for r, t in _unit_polygon(shape)])
+    c, s = math.cos(angle), math.sin(angle)
+    return points @ np.array([[c, s], [-s, c]])
+
+
+def _wide_mask(points: np.ndarray | None, origin: np.ndarray, scale: float, side: int, width: float | None,
+               hard_edges: bool) -> Image.Image:
+    """"L" mask of the shape (``points`` in units, placed at ``origin`` + ``scale`` x point; None: the unit circle),
+    filled, or only a band ``width`` pixels wide inside its edge. Supersampled, then box-filtered."""
+    k = _SUPERSAMPLE
+    big = side * k
+    fill = Image.new("L", (big, big), 0)
+    draw = ImageDraw.Draw(fill)
+    ox, oy = origin * k
+    r = scale * k
+    if points is None:
+        draw.ellipse((ox - r, oy - r, ox + r, oy + r), fill=255)
+        if width is not None:
+            w = width * k
+            draw.ellipse((ox - r + w, oy - r + w, ox + r - w, oy + r - w), fill=0)
+    else:
+        xy = [(ox + r * x, oy + r * y) for x, y in points]
+        draw.polygon(xy, fill=255)
+        if width is not None:  # a stroke twice as wide along the edge, kept where it lies inside the shape
+            stroke = Image.new("L", (big, big), 0)
+            pen = ImageDraw.Draw(stroke)
+            w = width * k
+            pen.line(xy + xy[:1], fill=255, width=max(1, round(2 * w)), joint="curve")
+            for x, y in xy:
+                pen.ellipse((x - w, y - w, x + w, y + w), fill=255)
+            fill = ImageChops.darker(fill, stroke)
+    mask = fill.resize((side, side), Image.Resampling.BOX)
+    return mask.point(lambda v: 255 if v >= 128 else 0) if hard_edges else mask
+
+
+def _position_word(centre: np.ndarray) -> str:
+    """"top left", "center", "bottom" ... from the shape's centre (x, y) in [0, 1]^2, by thirds."""
+    x, y = centre
+    vertical = "top" if y < 1 / 3 else "bottom" if y > 2 / 3 else ""
+    horizontal = "left" if x < 1 / 3 else "right" if x > 2 / 3 else ""
+    return " ".join(w for w in (vertical, horizontal) if w) or "center"
+
+
+def _neutral(rng: np.random.Generator, value: tuple[float, float]) -> np.ndarray:
+    rgb = colorsys.hsv_to_rgb(rng.random(), rng.uniform(0, 0.08), rng.uniform(*value))
+    return np.array(rgb) * 255
+
+
+def _wide_background(rng: np.random.Generator, kind: str, side: int, rgb: tuple[int, int, int]) -> Image.Image:
+    """The narrow recipe's backgrounds, plus near-neutral light, grey and dark ones, gradients that may span
+    from dark to light, and grey or coloured noise of varying strength; all contrast with ``rgb``."""
+    values = {"light": (0.82, 1.0), "grey": (0.38, 0.65), "dark": (0.0, 0.22)}
+    if kind in values:
+        for _ in range(100):
+            a = _neutral(rng, values[kind])
+            if _contrast(a, rgb):
+                break
+        else:
+            a = _contrasting_muted_colour(rng, rgb)
+        return Image.new("RGB", (side, side), tuple(int(v) for v in a))
+    if kind == "noisy":
+        a = _contrasting_muted_colour(rng, rgb)
+        sigma = rng.uniform(6, 30)
+        shape = (side, side, 1) if rng.random() < 0.5 else (side, side, 3)
+        noise = np.clip(a + rng.normal(0, sigma, shape), 0, 255).astype(np.uint8)
+        return Image.fromarray(noise, "RGB")
+    if kind == "gradient" and rng.random() < 0.5:
+        a, b = _contrasting_muted_colour(rng, rgb), _contrasting_muted_colour(rng, rgb)
+        return _blend(a, b, _pattern(rng, "gradient", side))
+    return _background(rng, kind, side, rgb)

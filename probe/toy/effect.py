@@ -6,6 +6,9 @@ Two fixed pair sets, both offline:
   plain drawing (``draw_plain_shape``) of ``per_photo`` target classes drawn with a seeded generator;
 * ``shapes``: generated held-out images (one per class), ``n`` ordered pairs of different classes.
 
+``visitor_effect`` measures what a visitor sees instead: independently drawn shape pairs (``drawn_pairs``)
+matched with the default fast settings (L-inf 8/255) at their own resolution and read back from 8-bit PNGs.
+
 Each source is matched to its target's embedding under a root-mean-square pixel budget (fast mode, cosine
 loss, normalised-gradient steps), rounded to 8 bits as a saved PNG would be, then classified zero-shot with
 the model's own text head over all classes. A pair succeeds when the target's class is top-1. PSNR is measured
@@ -25,12 +28,15 @@ import torch
 import torchvision.transforms.functional as TF
 
 from probe.errors import ProbeError
-from probe.images import load_image, quantize
-from probe.matching import FastSettings, sweep
+from probe.images import from_pil, load_image, quantize, to_pil
+from probe.matching import FastSettings, match, sweep
 from probe.metrics import psnr
-from probe.progress import Progress
+from probe.progress import Progress, within
 from probe.toy.data import EVAL_SEED, class_names, draw_plain_shape, generate_samples
-from probe.zeroshot import text_head, vision_text_matrix
+from probe.toy.drawn import LABELS as DRAWN_LABELS, Drawing, drawn_set
+from probe.zeroshot import embed_images, text_head, vision_text_matrix
+
+DRAWN_RESOLUTIONS = (64, 224)
 
 SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "hubble_deep_field.jpg", "ihc.png",
                   "motorcycle_left.png", "retina.jpg", "rocket.jpg")
@@ -150,3 +156,56 @@ def measure(encoder, pair_set: PairSet, budgets_rms: list[float], steps: int = 3
             "matched": matched,
         })
     return runs
+
+
+def drawn_pairs(n: int = 24, seed: int = 0) -> list[tuple[Drawing, Drawing]]:
+    """``n`` seeded ordered pairs of independently drawn shapes (``probe.toy.drawn``) with different labels, half
+    at 64 px and half at 224 px; both images of a pair have the same size."""
+    if n < 2:
+        raise ProbeError(f"n must be >= 2, got {n}")
+    pool = drawn_set(2, seed=seed + 1)
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for index, resolution in enumerate(DRAWN_RESOLUTIONS):
+        items = [d for d in pool if d.resolution == resolution]
+        wanted = n // 2 + (n % 2 if index == 0 else 0)
+        while wanted:
+            a, b = rng.choice(len(items), 2, replace=False).tolist()
+            if items[a].label != items[b].label:
+                pairs.append((items[a], items[b]))
+                wanted -= 1
+    return pairs
+
+
+def visitor_effect(encoder, pairs: list[tuple[Drawing, Drawing]], settings: FastSettings | None = None,
+                   seed: int = 0, progress: Progress | None = None) -> dict:
+    """The effect as a visitor of the CLI or the app gets it: each drawing matched to its partner's embedding
+    with the default fast settings (L-inf 8/255, 300 steps, the source's own resolution), saved as an 8-bit PNG,
+    read back through the model's own preprocessing and classified over the 16 drawn labels and over all the
+    model's classes. Each row also says how the clean source and target were read (a misread target is matched
+    faithfully and misread again). Pairs of one size are matched as one batch."""
+    settings = settings or FastSettings()
+    names, labels = class_names(), list(DRAWN_LABELS)
+    head_all, head16 = text_head(encoder, names), text_head(encoder, labels)
+    rows = []
+    for resolution in sorted({s.image.width for s, _ in pairs}):
+        group = [(s, t) for s, t in pairs if s.image.width == resolution]
+        sources = torch.stack([from_pil(s.image) for s, _ in group]).to(encoder.device)
+        targets = torch.stack([from_pil(t.image) for _, t in group]).to(encoder.device)
+        result = match(encoder, sources, targets, settings, seed=seed, progress=within(progress, f"{resolution} px"))
+        if result.cancelled:
+            break
+        saved = [to_pil(image) for image in quantize(result.images).cpu()]
+        embeddings = embed_images(encoder, saved + [s.image for s, _ in group] + [t.image for _, t in group])
+        read_all = head_all.probabilities(embeddings).argmax(1).tolist()
+        read16 = head16.probabilities(embeddings).argmax(1).tolist()
+        for k, (source, target) in enumerate(group):
+            rows.append({"resolution": resolution, "source": source.label, "target": target.label,
+                         "source_background": source.background, "source_style": source.style,
+                         "source_size": round(source.size, 3), "source_read_as": names[read_all[len(group) + k]],
+                         "target_read_as": names[read_all[2 * len(group) + k]],
+                         "read_as": names[read_all[k]], "read_as_16": labels[read16[k]],
+                         "linf_255": float((quantize(result.images[k]) - sources[k]).abs().max() * 255)})
+    share = (lambda key: sum(r[key] == r["target"] for r in rows) / len(rows)) if rows else (lambda key: 0.0)
+    return {"settings": settings.to_dict(), "pairs": len(rows), "target_top1_all_classes": share("read_as"),
+            "target_top1_16_labels": share("read_as_16"), "rows": rows}

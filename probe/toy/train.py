@@ -2,7 +2,9 @@
 
 Each step draws a new batch from ``probe.toy.data`` with a seed derived from
 (run seed, step), so data needs no storage and a resumed run sees exactly the
-batches an uninterrupted run would. Model, optimiser and step go into a
+batches an uninterrupted run would. A curriculum (``ramp``) widens the wide
+recipe's range of difficulty from easy shapes to the full range over the first
+part of the run; it too is a function of the step alone. Model, optimiser and step go into a
 checkpoint every ``checkpoint_every`` steps, written atomically; with a fixed
 seed and thread count, resuming gives the same weights as never stopping.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import hashlib
 import io
 import math
 import multiprocessing
@@ -22,13 +25,14 @@ from pathlib import Path
 
 import open_clip
 import torch
+from safetensors.torch import load_file
 
 from probe.errors import ProbeError
 from probe.models import resolve_device
 from probe.progress import Progress, report
 from probe.results import write_bytes
-from probe.toy.data import EVAL_SEED, generate_batch
-from probe.toy.model import MODEL_CFG, build_model, pixels_to_tensor, save_hub_folder, tokenizer
+from probe.toy.data import EVAL_SEED, RECIPE, RECIPES, generate_batch
+from probe.toy.model import MODEL_CFG, WEIGHTS_FILE, build_model, pixels_to_tensor, save_hub_folder, tokenizer
 
 MAX_STEPS = 10**6
 MAX_SEED = EVAL_SEED // MAX_STEPS  # keeps every batch seed below the held-out range
@@ -39,6 +43,11 @@ CHECKPOINT_FILE = "checkpoint.pt"
 def batch_seed(seed: int, step: int) -> int:
     """Data seed of training batch ``step``: unique per (seed, step) and below ``EVAL_SEED``."""
     return seed * MAX_STEPS + step
+
+
+def reach(step: int, steps: int, ramp: float) -> float:
+    """The curriculum: the hardest difficulty drawn at ``step``, rising linearly from 0 to 1 over ``ramp`` x steps."""
+    return 1.0 if ramp <= 0 else min(1.0, step / (ramp * steps))
 
 
 def learning_rate(step: int, steps: int, peak: float) -> float:
@@ -77,6 +86,9 @@ def train(
     checkpoint_every: int = 100,
     progress: Progress | None = None,
     device: str = "cpu",
+    recipe: str | None = None,
+    ramp: float = 0.0,
+    init: str | Path | None = None,
 ) -> TrainResult:
     """Train a mini-CLIP and write it to ``out_dir`` in OpenCLIP's Hub layout.
 
@@ -87,17 +99,29 @@ def train(
     what bounds the speed on a GPU. Workers are spawned, so a script that calls
     this with ``workers`` > 0 needs an ``if __name__ == "__main__":`` guard.
     ``progress`` hears ("train", step, steps, {loss, logit_scale}) every step; returning
-    False stops after a checkpoint, and the result is marked cancelled.
+    False stops after a checkpoint, and the result is marked cancelled. ``recipe`` (default
+    ``probe.toy.data.RECIPE``) chooses the data generator; ``ramp`` > 0 (wide recipe) makes it a curriculum that
+    reaches the full range of difficulty after that share of the steps. ``init``, a mini-CLIP
+    folder, starts from its weights instead of a fresh initialisation (a second training stage); the
+    weights' sha256 is part of the resume check.
     """
+    recipe = recipe or RECIPE
     settings = {"seed": seed, "steps": steps, "batch": batch, "lr": lr, "weight_decay": weight_decay,
                 "model_cfg": MODEL_CFG}
-    _check_settings(settings, threads, checkpoint_every, workers)
+    extras = {"recipe": recipe, "ramp": ramp, "init": init}  # recorded when not the default: old checkpoints resume
+    _check_settings({**settings, **extras}, threads, checkpoint_every, workers)
+    settings.update({key: value for key, value in extras.items() if value not in ("narrow", 0.0, None)})
+    if init is not None:
+        settings["init"] = _init_digest(init)
     out_dir = Path(out_dir)
     ckpt_path = Path(checkpoint) if checkpoint else out_dir / CHECKPOINT_FILE
     torch.set_num_threads(threads)
     device = resolve_device(device)
 
-    model = build_model(seed).to(device)
+    model = build_model(seed)
+    if init is not None:
+        _load_weights(model, Path(init))
+    model = model.to(device)
     optimizer = _optimizer(model, lr, weight_decay)
     start = _load_checkpoint(ckpt_path, model, optimizer, settings) if resume else 0
     if not resume and ckpt_path.exists():
@@ -108,7 +132,7 @@ def train(
     model.train()
     started = time.monotonic()
     report(progress, "train", start, steps)
-    with contextlib.closing(_batches(seed, batch, start, steps, workers)) as batches:
+    with contextlib.closing(_batches(seed, batch, start, steps, workers, recipe, ramp)) as batches:
         for step, (pixels, captions) in zip(range(start, steps), batches):
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, steps, lr)
@@ -124,21 +148,22 @@ def train(
     return TrainResult(model.eval(), steps, steps, time.monotonic() - started, False)
 
 
-def _batches(seed: int, batch: int, start: int, steps: int, workers: int):
+def _batches(seed: int, batch: int, start: int, steps: int, workers: int, recipe: str, ramp: float):
     """Yield (uint8 pixels, captions) of training batches ``start .. steps-1`` in order.
 
     With ``workers`` > 0 they are generated in that many processes (which leave Ctrl-C to this one), at
     most two per worker ahead.
     """
     if workers == 0:
-        yield from (generate_batch(batch, batch_seed(seed, step)) for step in range(start, steps))
+        yield from (generate_batch(batch, batch_seed(seed, step), recipe, reach(step, steps, ramp))
+                    for step in range(start, steps))
         return
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
     pending = collections.deque()
     try:
         for step in range(start, steps):
-            pending.append(pool.submit(generate_batch, batch, batch_seed(seed, step)))
+            pending.append(pool.submit(generate_batch, batch, batch_seed(seed, step), recipe, reach(step, steps, ramp)))
             if len(pending) > 2 * workers:
                 yield pending.popleft().result()
         while pending:
@@ -154,6 +179,10 @@ def _check_settings(settings: dict, threads: int, checkpoint_every: int, workers
         raise ProbeError(f"steps must be in [1, {MAX_STEPS}], got {settings['steps']}")
     if settings["batch"] < 2:
         raise ProbeError(f"batch must be >= 2 (contrastive loss needs negatives), got {settings['batch']}")
+    if settings["recipe"] not in RECIPES:
+        raise ProbeError(f"recipe must be one of {', '.join(RECIPES)}, got {settings['recipe']!r}")
+    if not 0 <= settings["ramp"] < 1:
+        raise ProbeError(f"ramp must be in [0, 1), got {settings['ramp']}")
     if settings["lr"] <= 0:
         raise ProbeError(f"lr must be > 0, got {settings['lr']}")
     lower_bounds = (("weight_decay", settings["weight_decay"], 0), ("threads", threads, 1), ("workers", workers, 0),
@@ -161,6 +190,23 @@ def _check_settings(settings: dict, threads: int, checkpoint_every: int, workers
     for name, value, low in lower_bounds:
         if not value >= low:  # also refuses NaN
             raise ProbeError(f"{name} must be >= {low}, got {value}")
+
+
+def _init_digest(init: str | Path) -> str:
+    """sha256 of the starting weights in mini-CLIP folder ``init``."""
+    weights = Path(init) / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ProbeError(f"--init {init}: no {WEIGHTS_FILE} there; is it a mini-CLIP folder?")
+    return hashlib.sha256(weights.read_bytes()).hexdigest()
+
+
+def _load_weights(model: torch.nn.Module, folder: Path) -> None:
+    """Copy the (float16) weights of mini-CLIP folder ``folder`` into ``model`` as float32."""
+    state = load_file(folder / WEIGHTS_FILE)
+    try:
+        model.load_state_dict({k: v.float() for k, v in state.items()})
+    except RuntimeError as err:
+        raise ProbeError(f"--init {folder} does not fit this model: {str(err).splitlines()[0]}") from err
 
 
 def _optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
