@@ -90,18 +90,17 @@ def score(sweep: str, folder: Path, device: str, effect_steps: int) -> dict:
     """The sweep's numbers for the model in ``folder``."""
     from probe.models import load_encoder
     from probe.toy import drawn
-    from probe.toy.data import class_names, generate_samples, EVAL_SEED
+    from probe.toy.data import class_names
     from probe.toy.effect import drawn_pairs, measure, photo_pairs, psnr_to_rms, shape_pairs, visitor_effect
-    from probe.toy.quality import accuracy, model_quality
+    from probe.toy.quality import accuracy, heldout_set, model_quality
     from probe.zeroshot import embed_images, text_head
 
     row = dict(model_quality(folder))
     encoder = load_encoder(f"openclip:local-dir:{folder}", device=device)
     if sweep == "drawn":
-        wide = generate_samples(20 * len(class_names()), EVAL_SEED, balanced=True, recipe="wide")
-        head = text_head(encoder, class_names())
-        predicted = head.probabilities(embed_images(encoder, [s.image for s in wide])).argmax(1)
-        row["wide_heldout_accuracy"] = accuracy(predicted, [s.class_index for s in wide])
+        images, labels = heldout_set(recipe="wide")
+        predicted = text_head(encoder, class_names()).probabilities(embed_images(encoder, images)).argmax(1)
+        row["wide_heldout_accuracy"] = accuracy(predicted, labels)
         row["drawn"] = drawn.evaluate(encoder, drawn.drawn_set(10), class_names())
         visitor = visitor_effect(encoder, drawn_pairs(24))
         row["visitor"] = {k: v for k, v in visitor.items() if k != "rows"}

@@ -279,7 +279,12 @@ def test_cli_trains_the_wide_recipe_and_checks_its_options(tmp_path, capsys):
 
 
 def test_eval_reports_the_independently_drawn_set(capsys):
+    from probe.toy import drawn
+
     assert main(["eval", "--per-class", "1", "--per-drawn", "1"]) == 0
     out = capsys.readouterr().out
-    assert "independently drawn shapes (32" in out
-    assert "by size: 0.15-0.30" in out and "by background: light" in out
+    shares = drawn.evaluate(load_encoder("mini-clip"), drawn.drawn_set(1), data.class_names())
+    assert (f"independently drawn shapes (32, probe.toy.drawn): {shares['overall']['labels_16']:.1%} over its 16 "
+            f"labels, {shares['overall']['all_classes']:.1%} over all classes") in out
+    assert f"by size: 0.15-0.30 {shares['by_size']['0.15-0.30']['labels_16']:.0%}" in out
+    assert f"by background: light {shares['by_background']['light']['labels_16']:.0%}" in out

@@ -195,7 +195,8 @@ def visitor_effect(encoder, pairs: list[tuple[Drawing, Drawing]], settings: Fast
         result = match(encoder, sources, targets, settings, seed=seed, progress=within(progress, f"{resolution} px"))
         if result.cancelled:
             break
-        saved = [to_pil(image) for image in quantize(result.images).cpu()]
+        matched = quantize(result.images)
+        saved = [to_pil(image) for image in matched.cpu()]
         embeddings = embed_images(encoder, saved + [s.image for s, _ in group] + [t.image for _, t in group])
         read_all = head_all.probabilities(embeddings).argmax(1).tolist()
         read16 = head16.probabilities(embeddings).argmax(1).tolist()
@@ -205,7 +206,10 @@ def visitor_effect(encoder, pairs: list[tuple[Drawing, Drawing]], settings: Fast
                          "source_size": round(source.size, 3), "source_read_as": names[read_all[len(group) + k]],
                          "target_read_as": names[read_all[2 * len(group) + k]],
                          "read_as": names[read_all[k]], "read_as_16": labels[read16[k]],
-                         "linf_255": float((quantize(result.images[k]) - sources[k]).abs().max() * 255)})
-    share = (lambda key: sum(r[key] == r["target"] for r in rows) / len(rows)) if rows else (lambda key: 0.0)
+                         "linf_255": float((matched[k] - sources[k]).abs().max() * 255)})
+
+    def share(key: str) -> float:
+        return sum(r[key] == r["target"] for r in rows) / len(rows) if rows else 0.0
+
     return {"settings": settings.to_dict(), "pairs": len(rows), "target_top1_all_classes": share("read_as"),
             "target_top1_16_labels": share("read_as_16"), "rows": rows}

@@ -23,13 +23,15 @@ from probe.toy.data import COLOURS, EVAL_SEED, SHAPES, SIZES, class_names, draw_
 from probe.zeroshot import embed_images, text_head
 
 
-def heldout_set(per_class: int = 20, seed: int = EVAL_SEED) -> tuple[list[Image.Image], list[int]]:
-    """Generated images from the held-out seed range, ``per_class`` per class."""
+def heldout_set(per_class: int = 20, seed: int = EVAL_SEED,
+                recipe: str | None = None) -> tuple[list[Image.Image], list[int]]:
+    """Generated images from the held-out seed range, ``per_class`` per class (``recipe``: the generator's,
+    default ``probe.toy.data.RECIPE``)."""
     if per_class < 1:
         raise ProbeError(f"per_class must be >= 1, got {per_class}")
     if seed < EVAL_SEED:
         raise ProbeError(f"held-out seeds start at {EVAL_SEED}, got {seed}")
-    samples = generate_samples(per_class * len(class_names()), seed, balanced=True)
+    samples = generate_samples(per_class * len(class_names()), seed, balanced=True, recipe=recipe)
     return [s.image for s in samples], [s.class_index for s in samples]
 
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import open_clip
+import safetensors.torch
 import torch
-from safetensors.torch import load_file
 
 from probe.errors import ProbeError
 from probe.models import resolve_device
@@ -108,19 +108,23 @@ def train(
     recipe = recipe or RECIPE
     settings = {"seed": seed, "steps": steps, "batch": batch, "lr": lr, "weight_decay": weight_decay,
                 "model_cfg": MODEL_CFG}
-    extras = {"recipe": recipe, "ramp": ramp, "init": init}  # recorded when not the default: old checkpoints resume
-    _check_settings({**settings, **extras}, threads, checkpoint_every, workers)
-    settings.update({key: value for key, value in extras.items() if value not in ("narrow", 0.0, None)})
-    if init is not None:
-        settings["init"] = _init_digest(init)
+    _check_settings({**settings, "recipe": recipe, "ramp": ramp}, threads, checkpoint_every, workers)
+    start_state, start_digest = _read_weights(Path(init)) if init is not None else (None, None)
+    # recorded only when not the shipped recipe's, so checkpoints written before these options existed resume
+    if recipe != "narrow":
+        settings["recipe"] = recipe
+    if ramp:
+        settings["ramp"] = ramp
+    if start_digest:
+        settings["init"] = start_digest
     out_dir = Path(out_dir)
     ckpt_path = Path(checkpoint) if checkpoint else out_dir / CHECKPOINT_FILE
     torch.set_num_threads(threads)
     device = resolve_device(device)
 
     model = build_model(seed)
-    if init is not None:
-        _load_weights(model, Path(init))
+    if start_state is not None:
+        _load_weights(model, start_state, init)
     model = model.to(device)
     optimizer = _optimizer(model, lr, weight_decay)
     start = _load_checkpoint(ckpt_path, model, optimizer, settings) if resume else 0
@@ -192,17 +196,17 @@ def _check_settings(settings: dict, threads: int, checkpoint_every: int, workers
             raise ProbeError(f"{name} must be >= {low}, got {value}")
 
 
-def _init_digest(init: str | Path) -> str:
-    """sha256 of the starting weights in mini-CLIP folder ``init``."""
-    weights = Path(init) / WEIGHTS_FILE
+def _read_weights(folder: Path) -> tuple[dict, str]:
+    """The (float16) weights of mini-CLIP folder ``folder`` and their sha256, from one read of the file."""
+    weights = folder / WEIGHTS_FILE
     if not weights.is_file():
-        raise ProbeError(f"--init {init}: no {WEIGHTS_FILE} there; is it a mini-CLIP folder?")
-    return hashlib.sha256(weights.read_bytes()).hexdigest()
+        raise ProbeError(f"--init {folder}: no {WEIGHTS_FILE} there; is it a mini-CLIP folder?")
+    raw = weights.read_bytes()
+    return safetensors.torch.load(raw), hashlib.sha256(raw).hexdigest()
 
 
-def _load_weights(model: torch.nn.Module, folder: Path) -> None:
-    """Copy the (float16) weights of mini-CLIP folder ``folder`` into ``model`` as float32."""
-    state = load_file(folder / WEIGHTS_FILE)
+def _load_weights(model: torch.nn.Module, state: dict, folder) -> None:
+    """Copy ``state`` (read from ``folder``) into ``model`` as float32."""
     try:
         model.load_state_dict({k: v.float() for k, v in state.items()})
     except RuntimeError as err:
