@@ -72,6 +72,8 @@ class NamedSet:
     data_dir: str | None = None
     revision: str | None = None
     gated: bool = False
+    streaming: bool = False   # from the Hub, stream the few images wanted instead of preparing the whole split
+    download: str = ""        # what loading it from the Hub downloads, for the README and `repro plan`
 
 
 IMAGENETTE = (
@@ -95,10 +97,15 @@ NAMED_SETS: dict[str, NamedSet] = {
     # frgfm/imagenette is a loading script, which `datasets` no longer runs: read the Hub's parquet export.
     "imagenette": NamedSet("Imagenette's 10 classes (320 px validation images), the sister paper's "
                            "systematic 10 x 10 evaluation", "frgfm/imagenette", "validation", IMAGENETTE,
-                           data_dir="320px", revision="refs/convert/parquet"),
+                           data_dir="320px", revision="refs/convert/parquet",
+                           download="the 320 px validation split's parquet files (3,925 images, about 0.1 GB)"),
+    # ImageNet-1k is streamed: preparing it would download every split (about 150 GB) to pick 12 images; the
+    # stream stops once every class has its images.
     "imagenet-paper": NamedSet("the ImageNet classes the paper shows (agama ... zebra), from the "
                                "ImageNet-1k validation split", "ILSVRC/imagenet-1k", "validation",
-                               PAPER_IMAGENET, gated=True),
+                               PAPER_IMAGENET, gated=True, streaming=True,
+                               download="a stream of the validation split until each of the 12 classes has its "
+                                        "image: about 3,000 images on average (~0.4 GB read, nothing kept)"),
 }
 GATED_HUB_IDS = {named.hub_id for named in NAMED_SETS.values() if named.gated}
 
@@ -114,8 +121,8 @@ def load_named_set(name: str, per_class: int = 1, seed: int = 0, source: str | N
         return load_image_set(source, split=split, classes=named.classes, per_class=per_class, seed=seed,
                               streaming=streaming, token=token)
     return load_image_set(named.hub_id, split=split or named.split, classes=named.classes,
-                          per_class=per_class, seed=seed, layout="hub", streaming=streaming, token=token,
-                          data_dir=named.data_dir, revision=named.revision)
+                          per_class=per_class, seed=seed, layout="hub", streaming=streaming or named.streaming,
+                          token=token, data_dir=named.data_dir, revision=named.revision)
 
 
 # --- loading -------------------------------------------------------------------------------------

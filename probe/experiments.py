@@ -192,7 +192,8 @@ def png_round_trip(encoder, image: Tensor, target_embedding: Tensor, source: Ten
             "l2_to_target_png": float(metrics.l2(emb, target)[0]),
             "cos_to_target_png_reference": float(metrics.cosine(ref, target)[0]),
             "psnr_db_png": float(metrics.psnr(pixels[None], source.reshape(1, *source.shape).cpu())[0]),
-            "linf_pixel_png": float(metrics.linf(pixels[None], source.reshape(1, *source.shape).cpu())[0])}
+            "linf_pixel_png": float(metrics.linf(pixels[None], source.reshape(1, *source.shape).cpu())[0]),
+            "mean_abs_pixel_png": float((pixels - source.cpu()).abs().mean())}
 
 
 def match(encoder, source, target, settings: Settings | None = None, *, seed: int = 0,

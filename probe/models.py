@@ -14,6 +14,7 @@ or a preset name from `PRESETS` (e.g. `clip-b32`, `vit-h-14`, `mini-clip`).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -23,7 +24,7 @@ import threading
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -37,8 +38,10 @@ MINI_CLIP_DIR = PACKAGE_DIR / "toy" / "mini_clip"  # the shipped mini-CLIP's wei
 PRESETS: dict[str, tuple[str, str]] = {
     "vit-h-14": ("openclip:ViT-H-14@laion2b_s32b_b79k",
                  "the paper's model: OpenCLIP ViT-H-14, ImageBind-huge's frozen image encoder"),
-    "clip-b32": ("openclip:ViT-B-32@openai", "CLIP ViT-B/32 (OpenAI weights), the paper's alternative"),
-    "clip-l14": ("openclip:ViT-L-14@openai", "CLIP ViT-L/14 (OpenAI weights), the paper's alternative"),
+    "clip-b32": ("openclip:ViT-B-32-quickgelu@openai",
+                 "CLIP ViT-B/32 (OpenAI weights, with the QuickGELU they were trained with), the paper's alternative"),
+    "clip-l14": ("openclip:ViT-L-14-quickgelu@openai",
+                 "CLIP ViT-L/14 (OpenAI weights, with the QuickGELU they were trained with), the paper's alternative"),
     "mini-clip": (f"openclip:local-dir:{MINI_CLIP_DIR}",
                   "the project's trained mini-CLIP (shapes and colours, 64 px): works offline"),
     "tiny": ("openclip:probe-tiny-vit@random", "2-layer random-init ViT for tests (no meaning)"),
@@ -161,13 +164,17 @@ class Encoder(torch.nn.Module):
 
     Resize, crop and normalisation happen inside and are differentiable, so gradients reach the pixels.
     Embeddings are raw (as the paper uses) unless `normalize=True`. The encoder knows which weights it
-    holds (`weights`: `pretrained:...`, `random:<seed>`, `local:<path>`), so every output can say so.
+    holds (`weights`: `pretrained:...`, `random:<seed>`, `local:<folder>`, `mini-clip@sha256:<12 hex>`) and
+    their fingerprint (`weights_sha256`), so every output can say so without naming a path of this machine.
     """
 
     def __init__(self, model: torch.nn.Module, embed_image: Callable, preprocess: Preprocess, spec: str,
                  weights: str, embed_text: Callable | None = None, logit_scale: float | None = None,
-                 reference_transform: Callable | None = None, reference_name: str | None = None):
+                 reference_transform: Callable | None = None, reference_name: str | None = None,
+                 weight_files: Sequence[Path] = ()):
         super().__init__()
+        self.weight_files = tuple(Path(p) for p in weight_files)
+        self._weights_sha256: str | None = None
         self.model = model.eval().requires_grad_(False)
         self._embed_image = embed_image
         self._embed_text = embed_text
@@ -185,6 +192,15 @@ class Encoder(torch.nn.Module):
     @property
     def device(self) -> torch.device:
         return self.mean.device
+
+    @property
+    def weights_sha256(self) -> str:
+        """The one fingerprint of the weights: sha256 of the weight file(s) the model was loaded from, or of its
+        parameters where there is no file (random init). Computed once, on first use."""
+        if self._weights_sha256 is None:
+            self._weights_sha256 = (files_sha256(self.weight_files) if self.weight_files
+                                    else parameters_sha256(self.model))
+        return self._weights_sha256
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -251,7 +267,8 @@ class Encoder(torch.nn.Module):
 
     def describe(self) -> dict:
         """What every result records about the model."""
-        return {"model": self.spec, "weights": self.weights, "input_size": list(self.input_size),
+        return {"model": self.spec, "weights": self.weights, "weights_sha256": self.weights_sha256,
+                "weights_sha256_of": "file" if self.weight_files else "parameters", "input_size": list(self.input_size),
                 "mean": list(self.pre.mean), "std": list(self.pre.std),
                 "interpolation": self.pre.interpolation, "resize_shorter": self.pre.resize_shorter,
                 "reference_preprocessing": self.reference_name, "has_text": self.has_text, "device": str(self.device),
@@ -307,6 +324,67 @@ def _hub_revision(path: str | Path) -> str | None:
     return parts[parts.index("snapshots") + 1] if "snapshots" in parts else None
 
 
+def files_sha256(paths: Sequence[Path]) -> str:
+    """sha256 over the bytes of the files, in order (one file: the sha256 the Hub shows for it)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 23):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def parameters_sha256(module: torch.nn.Module) -> str:
+    """sha256 over a module's parameters and buffers (names, shapes, dtypes, values), for weights with no file."""
+    digest = hashlib.sha256()
+    for name, value in sorted(module.state_dict().items()):
+        tensor = value.detach().cpu().contiguous()
+        digest.update(f"{name} {tuple(tensor.shape)} {tensor.dtype}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def shown_path(path: str | Path) -> str:
+    """A user's folder or file as outputs name it: relative to the working directory, else to the home folder
+    (`~/...`), else as given; never resolved to an absolute path that names this machine's layout."""
+    path = Path(path).expanduser()
+    absolute = path.resolve()
+    for base, prefix in ((Path.cwd().resolve(), ""), (Path.home().resolve(), "~/")):
+        if absolute == base:
+            return prefix.rstrip("/") or "."
+        if absolute.is_relative_to(base):
+            return prefix + str(absolute.relative_to(base))
+    return str(path)
+
+
+def _first_file(folder: Path, names: Sequence[str]) -> list[Path]:
+    """The first of `names` present in `folder` (a sharded `*.index.json` expands to its shards)."""
+    for name in names:
+        path = folder / name
+        if path.is_file():
+            if name.endswith(".index.json"):
+                shards = sorted(set(json.loads(path.read_text())["weight_map"].values()))
+                return [folder / shard for shard in shards]
+            return [path]
+    return []
+
+
+def _cached_hub_files(repo: str, names: Sequence[str], revision: str | None = None) -> list[Path]:
+    """The first of `names` of a Hub repo that is in the local Hugging Face cache (after a load put it there)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for name in names:
+        found = try_to_load_from_cache(repo, name, revision=revision)
+        if isinstance(found, str):
+            return _first_file(Path(found).parent, [name])
+    return []
+
+
+OPENCLIP_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+HF_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                   "pytorch_model.bin.index.json")
+
+
 # --- OpenCLIP -------------------------------------------------------------------------------------
 
 
@@ -324,6 +402,7 @@ def _load_openclip(spec: ModelSpec) -> Encoder:
     _register_shipped_configs()
     name, weights = spec.name, spec.weights
     seed = parse_random_seed(weights)
+    files: list[Path] = []
     if name.startswith(("hf-hub:", "local-dir:")):
         if weights is not None and seed is None:
             raise ModelError(f"{spec}: '@{weights}' is not supported for {name.split(':')[0]} models; "
@@ -335,7 +414,9 @@ def _load_openclip(spec: ModelSpec) -> Encoder:
                 raise ModelError(f"{spec}: {folder} is not a folder in OpenCLIP's Hub layout "
                                  "(open_clip_config.json + open_clip_model.safetensors)")
             name = f"local-dir:{folder.resolve()}"
-            label = f"local:{folder.resolve()}"
+            label = f"local:{shown_path(folder)}"
+            spec = ModelSpec(spec.backend, f"local-dir:{shown_path(folder)}", spec.weights)
+            files = _first_file(folder, OPENCLIP_WEIGHT_FILES)
         else:
             from huggingface_hub import hf_hub_download
 
@@ -344,7 +425,10 @@ def _load_openclip(spec: ModelSpec) -> Encoder:
             label = f"pretrained:{repo}@{_hub_revision(config_path)}"
         if seed is None:
             model = _call_loader(spec, lambda: open_clip.create_model(name))
+            if name.startswith("hf-hub:"):
+                files = _cached_hub_files(name.removeprefix("hf-hub:"), OPENCLIP_WEIGHT_FILES)
         else:
+            files = []
             with _seeded(seed), _quiet_logging():
                 model = _call_loader(spec, lambda: open_clip.create_model(name, load_weights=False))
             label = f"random:{seed} (architecture of {label})"
@@ -365,10 +449,16 @@ def _load_openclip(spec: ModelSpec) -> Encoder:
                 tags = ", ".join(open_clip.list_pretrained_tags_by_model(name)) or "none"
                 raise ModelError(f"{spec}: unknown pretrained tag {weights!r} for {name} (known: {tags})")
             path = _call_loader(spec, lambda: open_clip.download_pretrained(cfg))
-            model = _call_loader(spec, lambda: open_clip.create_model(name, pretrained=weights))
+            # weights trained with QuickGELU (OpenAI's) run with it even under the plain architecture name;
+            # open_clip itself would only warn and run them with the wrong activation
+            quick = bool(cfg.get("quick_gelu")) and not open_clip.get_model_config(name).get("quick_gelu")
+            model = _call_loader(spec, lambda: open_clip.create_model(name, pretrained=weights,
+                                                                      force_quick_gelu=quick))
             repo = cfg.get("hf_hub", "").strip("/")
             revision = _hub_revision(path)
-            label = f"pretrained:{weights}" + (f" ({repo}@{revision})" if repo else "")
+            label = f"pretrained:{weights}" + (f" ({repo}@{revision})" if repo else "") + (
+                " with QuickGELU forced, as trained" if quick else "")
+            files = [Path(path)]
     pcfg = model.visual.preprocess_cfg
     transform = open_clip.transform.image_transform_v2(open_clip.transform.PreprocessCfg(**pcfg), is_train=False)
     size = pcfg["size"] if isinstance(pcfg["size"], (tuple, list)) else (pcfg["size"],) * 2
@@ -384,7 +474,8 @@ def _load_openclip(spec: ModelSpec) -> Encoder:
     scale = getattr(model, "logit_scale", None)
     return Encoder(model, lambda m, x: m.encode_image(x), pre, spec=str(spec), weights=label,
                    embed_text=embed_text, logit_scale=None if scale is None else float(scale.detach().exp()),
-                   reference_transform=transform, reference_name=_transform_name("open_clip's preprocess", transform))
+                   reference_transform=transform, reference_name=_transform_name("open_clip's preprocess", transform),
+                   weight_files=files)
 
 
 def _call_loader(spec: ModelSpec, load: Callable):
@@ -456,18 +547,22 @@ def _load_hf(spec: ModelSpec) -> Encoder:
     seed = parse_random_seed(spec.weights)
     revision = None if seed is not None else spec.weights
     config = _call_loader(spec, lambda: transformers.AutoConfig.from_pretrained(spec.name, revision=revision))
+    folder = Path(spec.name).expanduser()
+    shown = ModelSpec(spec.backend, shown_path(folder), spec.weights) if folder.is_dir() else spec
+    files: list[Path] = []
     if seed is not None:
         with _seeded(seed):
             model = transformers.AutoModel.from_config(config)
         label = f"random:{seed}"
     else:
         model = _call_loader(spec, lambda: transformers.AutoModel.from_pretrained(spec.name, revision=revision))
-        folder = Path(spec.name).expanduser()
         if folder.is_dir():
-            label = f"local:{folder.resolve()}"
+            label = f"local:{shown_path(folder)}"
+            files = _first_file(folder, HF_WEIGHT_FILES)
         else:
             config_path = _call_loader(spec, lambda: _hf_file(spec.name, "config.json", revision))
             label = f"pretrained:{spec.name}@{_hub_revision(config_path) or revision or 'main'}"
+            files = _cached_hub_files(spec.name, HF_WEIGHT_FILES, revision)
     processor_path = _call_loader(spec, lambda: _hf_file(spec.name, "preprocessor_config.json", revision))
     pre = _hf_preprocess(json.loads(processor_path.read_text()))
     processor = _call_loader(spec, lambda: transformers.AutoImageProcessor.from_pretrained(spec.name,
@@ -486,9 +581,10 @@ def _load_hf(spec: ModelSpec) -> Encoder:
             return out if torch.is_tensor(out) else out.pooler_output
 
         scale = float(model.logit_scale.detach().exp()) if hasattr(model, "logit_scale") else None
-    return Encoder(model, _hf_embed_image, pre, spec=str(spec), weights=label, embed_text=embed_text,
+    return Encoder(model, _hf_embed_image, pre, spec=str(shown), weights=label, embed_text=embed_text,
                    logit_scale=scale, reference_transform=transform,
-                   reference_name=f"the transformers image processor ({type(processor).__name__})")
+                   reference_name=f"the transformers image processor ({type(processor).__name__})",
+                   weight_files=files)
 
 
 # --- timm ----------------------------------------------------------------------------------------
@@ -500,6 +596,7 @@ def _load_timm(spec: ModelSpec) -> Encoder:
 
     seed = parse_random_seed(spec.weights)
     name, weights = spec.name, spec.weights
+    files: list[Path] = []
     if seed is not None:
         if name.startswith("hf-hub:"):
             raise ModelError(f"{spec}: @random needs a timm architecture name, not an hf-hub: repo")
@@ -512,7 +609,9 @@ def _load_timm(spec: ModelSpec) -> Encoder:
             raise ModelError(f"{spec}: weights file {path} does not exist")
         model = _call_loader(spec, lambda: timm.create_model(name, pretrained=True, num_classes=0,
                                                              pretrained_cfg_overlay={"file": str(path)}))
-        label = f"local:{path}"
+        label = f"local:{shown_path(path)}"
+        spec = ModelSpec(spec.backend, name, label)
+        files = [path]
     elif weights is None:
         base = name.removeprefix("hf-hub:").split(".")[0]
         if not name.startswith("hf-hub:") and not timm.list_models(base):
@@ -520,6 +619,7 @@ def _load_timm(spec: ModelSpec) -> Encoder:
         model = _call_loader(spec, lambda: timm.create_model(name, pretrained=True, num_classes=0))
         hub_id = model.pretrained_cfg.get("hf_hub_id") or name
         label = f"pretrained:{hub_id}"
+        files = _cached_hub_files(hub_id.removeprefix("hf-hub:"), ("model.safetensors", "pytorch_model.bin"))
     else:
         raise ModelError(f"{spec}: timm weights are chosen by the name's tag (name.tag); "
                          "'@' takes only random[:SEED] or local:PATH")
@@ -531,7 +631,7 @@ def _load_timm(spec: ModelSpec) -> Encoder:
                      if cfg.get("interpolation") in INTERPOLATIONS else "bicubic")
     transform = timm.data.create_transform(**cfg, is_training=False)
     return Encoder(model, lambda m, x: m(x), pre, spec=str(spec), weights=label, reference_transform=transform,
-                   reference_name=_transform_name("timm's eval transform", transform))
+                   reference_name=_transform_name("timm's eval transform", transform), weight_files=files)
 
 
 LOADERS = {"openclip": _load_openclip, "hf": _load_hf, "timm": _load_timm}
@@ -605,7 +705,8 @@ def load_encoder(spec: str, device: str | torch.device | None = "cpu", dtype: st
     if dtype not in DTYPES:
         raise ProbeError(f"dtype {dtype!r} is not supported (use float32 or bfloat16)")
     dev = resolve_device(device)
-    parsed = parse_spec(spec)
+    pinned = PINNED_SUFFIX.search(spec.strip())
+    parsed = parse_spec(spec.strip()[:pinned.start()] if pinned else spec)
     offline = _go_offline(parsed)
     with hub_offline() if offline else contextlib.nullcontext():
         try:
@@ -615,8 +716,39 @@ def load_encoder(spec: str, device: str | torch.device | None = "cpu", dtype: st
                 raise
             raise ModelError(f"{err} (the Hugging Face Hub did not answer within {HUB_CHECK_SECONDS:g} s, so "
                              "only the local cache was tried)") from err
+    _name_packaged(encoder, parsed)
+    if pinned and not encoder.weights_sha256.startswith(pinned.group(1).lower()):
+        raise ModelError(f"{spec}: the weights here have sha256 {encoder.weights_sha256[:12]}, not "
+                         f"{pinned.group(1)}: another version of them is installed")
     encoder.compute_dtype = DTYPES[dtype]
     return encoder.to(dev)
+
+
+PINNED_SUFFIX = re.compile(r"@sha256:([0-9a-fA-F]{6,64})$")
+
+
+def packaged_preset(parsed: ModelSpec) -> str | None:
+    """The preset whose weights ship inside this package and that `parsed` loads (by name or by folder)."""
+    if parsed.backend != "openclip" or not parsed.name.startswith("local-dir:"):
+        return None
+    folder = Path(parsed.name.removeprefix("local-dir:")).expanduser().resolve()
+    for name, (preset, _) in PRESETS.items():
+        if preset == f"openclip:local-dir:{folder}" and folder.is_relative_to(PACKAGE_DIR):
+            return name
+    return None
+
+
+def _name_packaged(encoder: Encoder, parsed: ModelSpec) -> None:
+    """Weights that ship with the package are named by a stable id, the same on every install:
+    `mini-clip@sha256:<first 12 hex>` (`mini-clip@random:0` for its architecture with random weights)."""
+    name = packaged_preset(parsed)
+    if name is None:
+        return
+    seed = parse_random_seed(parsed.weights)
+    if seed is None:
+        encoder.spec = encoder.weights = f"{name}@sha256:{encoder.weights_sha256[:12]}"
+    else:
+        encoder.spec, encoder.weights = f"{name}@random:{seed}", f"random:{seed} (architecture of {name})"
 
 
 def weights_status(spec: str) -> str:

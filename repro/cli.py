@@ -12,12 +12,13 @@ from probe.errors import ProbeError
 USAGE = """python -m repro list
 python -m repro figN|all [--quick | --profile paper|quick] [--figures 1,3-5] [--model [ROLE=]SPEC]
                          [--images [ROLE=]SOURCE] [--out DIR] [--device D] [--engine local|ray [--address A]]
+python -m repro plan [--profile paper|quick] [--figures 1,3-5] [--device D] [--workers N]
 python -m repro check DIR"""
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m repro", usage=USAGE, description=__doc__)
-    p.add_argument("command", help="list, figN (e.g. fig3), all, or check")
+    p.add_argument("command", help="list, figN (e.g. fig3), all, plan, or check")
     p.add_argument("folder", nargs="?", help="check: the --out folder of a run")
     p.add_argument("--quick", action="store_true", help="the quick profile (the default): offline, 2 CPU cores")
     p.add_argument("--profile", help="quick (default) or paper (GPU + Hugging Face Hub)")
@@ -41,6 +42,10 @@ def parser() -> argparse.ArgumentParser:
                    help="tiny settings: check a setup (models, images, engine) in seconds; numbers mean nothing")
     p.add_argument("--force", action="store_true", help="rerun figures even when finished")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--workers", type=int, default=4, help="plan: Ray workers to spread the sweeps over (default 4)")
+    p.add_argument("--table", action="store_true",
+                   help="plan: use the checked-in calibration table instead of measuring on the device")
+    p.add_argument("--json", help="plan: also write the plan to this JSON file")
     return p
 
 
@@ -83,7 +88,7 @@ def selection(args) -> list[int]:
     from repro.registry import all_figures, get, parse_selection
 
     command = args.command
-    if command == "all":
+    if command in ("all", "plan"):
         return parse_selection(args.figures) if args.figures else list(all_figures())
     match = re.fullmatch(r"fig(\d+)", command)
     if not match:
@@ -118,7 +123,39 @@ def run_figures(args) -> int:
     for fid, status in statuses.items():
         print(f"fig{fid}: {status}")
     print(f"{len(statuses)} figure(s) in {seconds:.1f} s; wrote {out}/ (index.html, manifest.json)")
-    return 130 if "interrupted" in statuses.values() else 0
+    if "interrupted" in statuses.values():
+        return 130
+    failed = {fid: s.removeprefix("failed: ") for fid, s in statuses.items() if s.startswith("failed")}
+    if failed:
+        fid, error = next(iter(failed.items()))
+        raise ProbeError(f"{len(failed)} figure(s) failed ({', '.join(f'fig{i}' for i in failed)}); fig{fid}: {error} "
+                         f"(the traceback is in {out}/fig{fid}.json)")
+    return 0
+
+
+def plan_figures(args) -> int:
+    """Print (and with --json write) what the figures will cost: `repro.plan`."""
+    from probe.models import resolve_device
+    from probe.results import write_json
+    from repro import plan
+    from repro.registry import get
+
+    if args.workers < 1:
+        raise ProbeError(f"--workers must be >= 1, got {args.workers}")
+    figures = [get(i) for i in selection(args)]
+    profile = build_profile(args)
+    if args.device.startswith("cuda") and not args.table:
+        import torch
+
+        if torch.cuda.is_available():
+            resolve_device(args.device)
+    elif not args.device.startswith("cuda"):
+        resolve_device(args.device)
+    calibrations, note = plan.calibrations_for(profile, figures, args.device, args.table)
+    record = plan.report(profile, figures, args.device, args.workers, calibrations, note)
+    if args.json:
+        write_json(args.json, record)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "list":
             return list_figures()
+        if args.command == "plan":
+            return plan_figures(args)
         if args.command == "check":
             from repro.check import main as check
 

@@ -28,6 +28,7 @@ class Context:
         self.progress = progress
         self._encoders: dict[str, Any] = {}
         self._weights: dict[str, str] = {}
+        self._failed: dict[str, ProbeError] = {}
         self._sets: dict[str, Any] = {}
         self._memo: dict[str, Any] = {}
         self.figure = None
@@ -63,11 +64,17 @@ class Context:
 
     def _load(self, role: str):
         spec = self.spec(role)
+        if spec in self._failed:   # a model that did not load fails every figure at once, not after a retry each
+            raise self._failed[spec]
         if spec not in self._encoders:
             from probe.models import load_encoder
 
-            self._encoders[spec] = load_encoder(spec, device=self.device, dtype=self.dtype)
-            self._weights[spec] = fingerprints.weights(self._encoders[spec])
+            try:
+                self._encoders[spec] = load_encoder(spec, device=self.device, dtype=self.dtype)
+            except ProbeError as err:
+                self._failed[spec] = err
+                raise
+            self._weights[spec] = self._encoders[spec].weights_sha256
         return self._encoders[spec]
 
     def model_record(self, role: str) -> dict:

@@ -60,6 +60,19 @@ def _toy(rest: str, seed: int) -> ImageSet:
     return ImageSet(images, list(range(len(chosen))), chosen, [f"{c} ({what[:-1]})" for c in chosen], source)
 
 
+def count(source: str) -> int:
+    """How many images a source gives, without loading it where that is known (`repro plan`)."""
+    kind, _, rest = source.partition(":")
+    if kind == "toy":
+        _, _, wanted = rest.partition(":")
+        return len(wanted.split(",")) if wanted else 30
+    if kind == "named":
+        name, _, path = rest.partition("=")
+        if not path and name in NAMED_SETS:
+            return len(NAMED_SETS[name].classes)
+    return len(load(source))
+
+
 def fingerprint(image_set: ImageSet) -> str:
     """sha256 over the images (as 8-bit pixels), their labels, class names and names."""
     digest = hashlib.sha256()

@@ -87,7 +87,7 @@ def _encoder(job: SweepJob):
         from probe.models import load_encoder
 
         encoder = load_encoder(job.spec, device=job.device, dtype=job.dtype)
-        found = fingerprints.weights(encoder)
+        found = encoder.weights_sha256
         if found != job.weights_sha256:
             raise ProbeError(f"{job.spec} on this worker has weights {found[:12]}, the driver "
                              f"{job.weights_sha256[:12]}: install the same weights on every node")

@@ -1,4 +1,4 @@
-"""sha256 fingerprints: of JSON-able records, of an encoder's weights, of tensors."""
+"""sha256 fingerprints: of JSON-able records and of tensors (an encoder's weights: `Encoder.weights_sha256`)."""
 from __future__ import annotations
 
 import hashlib
@@ -22,13 +22,4 @@ def tensors(*items) -> str:
             t = tensor.detach().cpu().contiguous()
             digest.update(f"{tuple(t.shape)} {t.dtype}".encode())
             digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()
-
-
-def weights(encoder) -> str:
-    """sha256 of an encoder's parameters and buffers (names, shapes, values): the weights actually used."""
-    digest = hashlib.sha256()
-    for name, value in sorted(encoder.model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensors(value).encode())
     return digest.hexdigest()

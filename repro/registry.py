@@ -34,6 +34,7 @@ class Figure:
     recipe: Callable
     sweep: bool = False           # reads a long sharded sweep
     code: str = ""                # sha256 of the recipe's source file when it was loaded (part of the fingerprint)
+    work: Callable | None = None  # (knobs, profile) -> [repro.work.Work]: what `repro plan` counts
 
     @property
     def kind(self) -> str:
@@ -56,15 +57,16 @@ FIGURES: dict[int, Figure] = {}
 
 
 def figure(id: int, title: str, tests: tuple[str, ...], design: str, metrics: tuple[str, ...],
-           sweep: bool = False):
-    """Register a recipe `recipe(ctx) -> repro.compose.Output` as figure `id`."""
+           sweep: bool = False, work: Callable | None = None):
+    """Register a recipe `recipe(ctx) -> repro.compose.Output` as figure `id`; `work(knobs, profile)` says what it
+    computes (`repro.work`), for `repro plan`."""
     unknown = [t for t in tests if t not in CLAIMS]
     if unknown:
         raise ValueError(f"figure {id}: unknown claims {unknown}")
 
     def register(recipe: Callable) -> Callable:
         code = hashlib.sha256(Path(inspect.getfile(recipe)).read_bytes()).hexdigest()
-        FIGURES[id] = Figure(id, title, tuple(tests), design, id <= 5, tuple(metrics), recipe, sweep, code)
+        FIGURES[id] = Figure(id, title, tuple(tests), design, id <= 5, tuple(metrics), recipe, sweep, code, work)
         return recipe
     return register
 

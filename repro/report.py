@@ -12,6 +12,8 @@ STYLE = """body{font-family:sans-serif;max-width:1400px;margin:2em auto;padding:
 img{max-width:100%;border:1px solid #ccc}table{border-collapse:collapse;margin:.5em 0}
 td,th{border:1px solid #ccc;padding:2px 8px;font-size:90%;text-align:left;vertical-align:top}
 .v-reproduced{color:#fff;background:#2a7d2a}.v-not-reproduced{color:#fff;background:#b22}
+.v-as-expected{color:#fff;background:#3a6ea5}.v-regressed{color:#fff;background:#c60}
+.v-failed{color:#fff;background:#600}.v-not-run{background:#f4f4f4;color:#777}
 .v-not-comparable{background:#ddd}.badge{padding:2px 8px;border-radius:4px}
 .faithful{color:darkgreen}.reconstruction{color:darkorange}pre{background:#f6f6f6;padding:.5em;overflow:auto;
 font-size:85%}section{border-top:2px solid #888;margin-top:2em}"""
@@ -34,9 +36,18 @@ def _verdict(v) -> str:
     if v is None:
         return ""
     rows = "".join(f"<tr><td>{'ok' if ok else 'FAIL'}</td><td>{_e(r.describe())}</td><td>{_e(value)}</td>"
-                   f"<td>{_e(r.source)}</td></tr>" for r, value, ok in v.rows)
-    table = f"<table><tr><th></th><th>reference</th><th>got</th><th>source</th></tr>{rows}</table>" if rows else ""
-    return f"<p>Verdict: {_badge(v.status)} {_e(v.reason)}</p>{table}"
+                   f"<td>{_e(r.against)}</td><td>{_e(r.source)}</td></tr>" for r, value, ok in v.rows)
+    table = (f"<table><tr><th></th><th>reference</th><th>got</th><th>against</th><th>source</th></tr>{rows}</table>"
+             if rows else "")
+    against = f" (against the {_e(v.against)})" if v.against else ""
+    return f"<p>Verdict: {_badge(v.status)}{against} {_e(v.reason)}</p>{table}"
+
+
+def _legend() -> str:
+    from repro.check import LEGEND
+
+    rows = "".join(f"<tr><td>{_badge(status)}</td><td>{_e(text)}</td></tr>" for status, text in LEGEND.items())
+    return f"<details open><summary>What the verdicts mean</summary><table>{rows}</table></details>"
 
 
 def _badge(status: str) -> str:
@@ -66,12 +77,14 @@ def write(out: Path, results=None) -> Path:
              f"{_e(manifest.get('updated', '?'))}. Figs 1-5 follow the paper's captions; Figs 6-20 are "
              "reconstructions (their captions are unknown), designed here to test one claim each: they are not "
              "copies of the paper's figures.</p>",
-             f"<table><tr><th>figure</th><th>title</th><th>kind</th><th>verdict</th></tr>{summary}</table>"]
+             f"<table><tr><th>figure</th><th>title</th><th>kind</th><th>verdict</th></tr>{summary}</table>",
+             _legend()]
     for fid, figure in all_figures().items():
         record = read_record(out, fid)
         parts.append(f"<section id='fig{fid}'><h2>Fig {fid}. {_e(figure.title)}</h2>")
         if record is None:
-            parts.append("<p>Not made yet (or incomplete).</p></section>")
+            verdict = results.get(fid)
+            parts.append(f"<p>{_verdict(verdict) if verdict else 'Not made yet (or incomplete).'}</p></section>")
             continue
         parts += [f"<p class='{figure.kind}'><b>{_e(figure.label)}</b></p>",
                   f"<img src='fig{fid}.png' alt='Fig {fid}'>",

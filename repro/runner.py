@@ -1,6 +1,11 @@
 """Run figures: skip the finished ones, write DIR/figN.png then DIR/figN.json (last, so its presence means the
 figure is complete), keep DIR/manifest.json up to date after every figure, and write DIR/index.html.
 
+The manifest records which figures were requested before any of them runs, so a figure that crashes (or a run
+that is killed) leaves a requested figure without a complete record: `repro check` calls it failed. A recipe
+that raises is recorded as failed in its figN.json (the error and traceback, `complete: false`) and the run
+goes on with the next figure.
+
 A figure is finished when figN.json parses, says it is complete, names the sha256 of figN.png as it is on
 disk, and its fingerprint equals the one its settings, weights, images and recipe give now."""
 from __future__ import annotations
@@ -12,6 +17,7 @@ import platform
 import shlex
 import subprocess
 import time
+import traceback
 from pathlib import Path
 
 from probe.results import package_versions, write_bytes, write_json
@@ -38,6 +44,27 @@ def read_record(out: Path, figure_id: int) -> dict | None:
         return None
     ok = isinstance(record, dict) and record.get("complete") is True and record.get("png_sha256") == digest
     return record if ok else None
+
+
+def read_failure(out: Path, figure_id: int) -> str | None:
+    """What figure `figure_id` raised when it last ran, from its failure record (None: no such record)."""
+    try:
+        record = json.loads(paths(out, figure_id)[1].read_text())
+    except (OSError, ValueError):
+        return None
+    return record.get("error") if isinstance(record, dict) and record.get("failed") else None
+
+
+def write_failure(ctx: Context, figure: Figure, error: BaseException) -> str:
+    """Record that a figure raised: figN.json says so (never complete), and a stale figN.png goes."""
+    png, record_path = paths(ctx.out, figure.id)
+    png.unlink(missing_ok=True)
+    message = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:500]}"
+    write_json(record_path, {"figure": figure.id, "title": figure.title, "profile": ctx.profile.name,
+                             "complete": False, "failed": True, "error": message,
+                             "traceback": "".join(traceback.format_exception(error)),
+                             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    return message
 
 
 def is_finished(ctx: Context, figure: Figure) -> bool:
@@ -126,8 +153,9 @@ def note_run(ctx: Context, statuses: dict[int, str], seconds: float, command: li
     write_json(ctx.out / MANIFEST, manifest)
 
 
-def update_manifest(ctx: Context, entries: dict[int, dict]) -> dict:
-    """Merge this run's figure entries into DIR/manifest.json (atomically) with the run's provenance."""
+def update_manifest(ctx: Context, entries: dict[int, dict], requested: list[int] = ()) -> dict:
+    """Merge this run's figure entries (and the figures it requested) into DIR/manifest.json (atomically) with
+    the run's provenance."""
     path = ctx.out / MANIFEST
     manifest = read_manifest(ctx.out)
     figures = {**manifest.get("figures", {}), **{str(k): v for k, v in entries.items()}}
@@ -138,8 +166,9 @@ def update_manifest(ctx: Context, entries: dict[int, dict]) -> dict:
     manifest = {
         "about": "python -m repro: figures of arXiv:2401.15568 regenerated; see index.html",
         "profile": ctx.profile.to_dict(), "git": git_state(), "versions": package_versions(),
-        "host": platform.node(), "platform": platform.platform(), "device": ctx.device, "dtype": ctx.dtype,
+        "platform": platform.platform(), "device": ctx.device, "dtype": ctx.dtype,
         "threads": ctx.profile.threads, "seed": ctx.profile.seed, "engine": ctx.engine.describe(),
+        "requested": sorted({*manifest.get("requested", []), *requested}),
         "models": models, "images": {role: ctx.dataset_record(role) for role in images},
         "figures": dict(sorted(figures.items(), key=lambda kv: int(kv[0]))), "runs": manifest.get("runs", []),
         "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -149,8 +178,8 @@ def update_manifest(ctx: Context, entries: dict[int, dict]) -> dict:
 
 
 def run(ctx: Context, figures: list[Figure], force: bool = False, announce=None) -> dict[int, str]:
-    """Make each figure unless finished (or `force`); returns figure id -> "done", "skipped" or
-    "interrupted" (the run stops at the first interruption)."""
+    """Make each figure unless finished (or `force`); returns figure id -> "done", "skipped", "failed: <error>"
+    (the run goes on) or "interrupted" (the run stops there)."""
     with torch_threads(ctx.profile.threads):
         statuses = _run(ctx, figures, force, announce)
     report.write(ctx.out)
@@ -160,6 +189,7 @@ def run(ctx: Context, figures: list[Figure], force: bool = False, announce=None)
 def _run(ctx: Context, figures: list[Figure], force: bool, announce) -> dict[int, str]:
     statuses: dict[int, str] = {}
     ctx.out.mkdir(parents=True, exist_ok=True)
+    update_manifest(ctx, {}, requested=[f.id for f in figures])
     for position, figure in enumerate(figures):
         if announce:
             announce(position, len(figures), figure)
@@ -173,6 +203,9 @@ def _run(ctx: Context, figures: list[Figure], force: bool, announce) -> dict[int
         except Interrupted:
             statuses[figure.id] = "interrupted"
             break
+        except Exception as error:   # one figure's crash is recorded, and the others still run
+            statuses[figure.id] = f"failed: {write_failure(ctx, figure, error)}"
+            continue
         seconds = time.perf_counter() - start
         record = write_figure(ctx, figure, output, seconds)
         update_manifest(ctx, {figure.id: {"title": figure.title, "kind": figure.kind, "seconds": round(seconds, 2),

@@ -65,7 +65,7 @@ def test_offline_start_uses_the_shipped_model_and_says_so(server):
     url, app = server
     assert app.default_model == MINI and app.fallback
     note = app.weights_note()
-    assert "local:" in note and "Hub cannot be reached" in note
+    assert "mini-clip@sha256:" in note and "Hub cannot be reached" in note
 
 
 def test_match_streams_and_ends_with_png_then_summary(client):
@@ -79,7 +79,7 @@ def test_match_streams_and_ends_with_png_then_summary(client):
         assert picture.size == original.size and picture.format == "PNG"   # the source's resolution
     assert summary["cos_to_target_png"] > summary["cos_to_target_initial"] + 0.3
     assert summary["linf_pixel_png"] <= 8 / 255 + 1e-6 and summary["psnr_db_png"] > 30
-    assert summary["weights"].startswith("local:") and summary["steps_run"] == 60
+    assert summary["weights"].startswith("mini-clip@sha256:") and summary["steps_run"] == 60
     assert outputs[4]["label"] == "blue star"   # the zero-shot view of the saved PNG
     assert Path(outputs[5]).name == "pca_bars.png" and summary["pca"][2] != summary["pca"][0]  # the PCA view
     assert Path(outputs[6]).suffix == ".zip"

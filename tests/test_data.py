@@ -180,3 +180,34 @@ def test_streaming_takes_a_seeded_first_n_per_class(tmp_path):
         load_image_set(tmp_path / "disk", streaming=True)
     with pytest.raises(ProbeError, match="fewer than 4 images for cat \\(3\\)"):
         load_image_set(tmp_path / "disk", streaming=True, per_class=4)
+
+
+def test_the_papers_imagenet_classes_are_streamed_not_prepared(monkeypatch):
+    """ImageNet-1k from the Hub: `load_dataset` is asked for a stream (preparing would download every split,
+    ~150 GB), and the stream is read only until each of the 12 classes has its image."""
+    import datasets
+
+    names = [f"class {i}, synonym" for i in range(1000)]
+    wanted = [ref.imagenet_index for ref in PAPER_IMAGENET]
+    labels = [i for k in range(40) for i in (k, *wanted[k % 12:k % 12 + 1])] + [999] * 6000
+    images = [{"bytes": encode_png(coded(0, 0)), "path": None}] * len(labels)
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=names)})
+    table = datasets.Dataset.from_dict({"image": images, "label": labels}, features)
+    asked, read = [], []
+
+    def counted(stream):
+        for row in stream:
+            read.append(row)
+            yield row
+
+    def load_dataset(path, **kwargs):
+        asked.append((path, kwargs))
+        stream = table.to_iterable_dataset()
+        return datasets.IterableDataset.from_generator(counted, gen_kwargs={"stream": stream},
+                                                       features=features) if kwargs.get("streaming") else table
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    paper = load_named_set("imagenet-paper", per_class=1)
+    assert asked and asked[0][0] == "ILSVRC/imagenet-1k" and asked[0][1]["streaming"] is True
+    assert paper.class_names == [ref.name for ref in PAPER_IMAGENET] and paper.labels == list(range(12))
+    assert len(read) < 3000, "the stream should stop once every class has its image (after its shuffle buffer)"

@@ -85,7 +85,7 @@ def test_match_result_saves_everything_summary_last(mini_clip, tmp_path):
     last = max(p.stat().st_mtime_ns for p in tmp_path.iterdir() if p.name != "summary.json")
     assert summary.stat().st_mtime_ns >= last
     record = json.loads(summary.read_text())
-    assert record["experiment"] == "match" and record["weights"].startswith("local:")
+    assert record["experiment"] == "match" and record["weights"].startswith("mini-clip@sha256:")
     assert record["settings"]["resolution"] == "source" and record["resolution"] == [213, 320]
     assert record["cos_to_target_png"] > record["cos_to_target_initial"] + 0.1
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
+import yaml
 from safetensors.torch import save_file
 
 from hub_fixtures import FAKE_COMMIT, folder_files, put_in_hub_cache, write_clip_tokenizer
@@ -14,6 +15,7 @@ from probe.errors import ModelError, ProbeError
 from probe.models import PRESETS, load_encoder, parse_spec, resize_center_crop, weights_status
 
 ROOT = Path(__file__).resolve().parents[1]
+ALLOWLISTED = yaml.safe_load((ROOT / "space_config.yml").read_text())["models"].values()
 
 
 @pytest.mark.parametrize("spec,backend,name,weights", [
@@ -136,7 +138,7 @@ def _same_embeddings(encoder, reference, size=224):
 def test_openclip_local_dir(openclip_folder):
     folder, model = openclip_folder
     enc = load_encoder(f"openclip:local-dir:{folder}")
-    assert enc.weights == f"local:{folder.resolve()}" and enc.has_text
+    assert enc.weights == f"local:{folder}" and enc.has_text   # as given: no machine path is added
     _same_embeddings(enc, model.encode_image)
     assert "present" in weights_status(f"openclip:local-dir:{folder}")
 
@@ -154,22 +156,71 @@ def test_openclip_hf_hub_through_real_download_code(openclip_folder, hf_cache):
         torch.testing.assert_close(enc.encode_text(["a cat"]), model.encode_text(tokens))
 
 
-def test_openclip_builtin_tag_from_cache_real_architecture(tmp_path, hf_cache):
-    """Smoke test on a real architecture: ViT-B-32 with a pretrained tag resolves through the cache."""
+@pytest.fixture(scope="module")
+def b32_weights(tmp_path_factory):
+    """A seeded random ViT-B-32 saved as float16 safetensors (the model, and the file)."""
+    folder = tmp_path_factory.mktemp("b32")
+    model = _save_openclip_folder(folder, "ViT-B-32", seed=2, half=True)
+    return model.half().float(), folder / "open_clip_model.safetensors"
+
+
+def test_openclip_builtin_tag_from_cache_real_architecture(b32_weights, hf_cache):
+    """Smoke test on a real architecture: ViT-B-32 with a pretrained tag resolves through the cache, and the
+    weights' fingerprint is the sha256 of the file it read."""
+    import hashlib
+
     import open_clip
 
+    model, weights = b32_weights
     repo = open_clip.get_pretrained_cfg("ViT-B-32", "laion2b_s34b_b79k")["hf_hub"].strip("/")
     assert "not downloaded" in weights_status("openclip:ViT-B-32@laion2b_s34b_b79k")
-    model = _save_openclip_folder(tmp_path / "b32", "ViT-B-32", seed=2, half=True)
-    put_in_hub_cache(hf_cache, repo, {"open_clip_model.safetensors": tmp_path / "b32" / "open_clip_model.safetensors"})
+    put_in_hub_cache(hf_cache, repo, {"open_clip_model.safetensors": weights})
     assert "local Hugging Face cache" in weights_status("openclip:ViT-B-32@laion2b_s34b_b79k")
     enc = load_encoder("openclip:ViT-B-32@laion2b_s34b_b79k")
     assert enc.weights == f"pretrained:laion2b_s34b_b79k ({repo}@{FAKE_COMMIT})"
+    assert enc.weights_sha256 == hashlib.sha256(weights.read_bytes()).hexdigest()
     assert enc.input_size == (224, 224)
     x = torch.rand(1, 3, 224, 224)
     with torch.no_grad():
-        expected = model.half().float().encode_image(enc.normalize(x))
-        torch.testing.assert_close(enc(x), expected, atol=1e-3, rtol=1e-3)
+        torch.testing.assert_close(enc(x), model.encode_image(enc.normalize(x)), atol=1e-3, rtol=1e-3)
+
+
+def test_openai_weights_run_with_the_quickgelu_they_were_trained_with(b32_weights, hf_cache):
+    """OpenAI's CLIP weights were trained with QuickGELU: the preset and the plain architecture name both run
+    them with it (open_clip alone would warn and use GELU), through the real loading code and a fake Hub cache."""
+    import open_clip
+
+    model, weights = b32_weights
+    repo = open_clip.get_pretrained_cfg("ViT-B-32", "openai")["hf_hub"].strip("/")
+    put_in_hub_cache(hf_cache, repo, {"open_clip_model.safetensors": weights})
+    quick = open_clip.create_model("ViT-B-32-quickgelu", pretrained=None)
+    quick.load_state_dict(model.state_dict())
+    x = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    for spec in ("clip-b32", "openclip:ViT-B-32@openai"):
+        enc = load_encoder(spec)
+        assert any(isinstance(m, open_clip.transformer.QuickGELU) for m in enc.model.modules()), spec
+        with torch.no_grad():
+            got, with_quick = enc(x), quick.eval().encode_image(enc.normalize(x))
+            with_gelu = model.encode_image(enc.normalize(x))
+        torch.testing.assert_close(got, with_quick, atol=1e-3, rtol=1e-3)
+        assert (got - with_gelu).norm() > 5 * (got - with_quick).norm(), "GELU would give these numbers too"
+    assert "QuickGELU forced" in load_encoder("openclip:ViT-B-32@openai").weights
+
+
+@pytest.mark.parametrize("spec", sorted(set(PRESETS) | set(ALLOWLISTED)))
+def test_presets_and_allowlisted_models_match_open_clips_pretrained_configs(spec):
+    """Read offline from open_clip's own tables: every preset and allowlisted OpenCLIP model with a pretrained
+    tag names an architecture whose activation is the one its weights were trained with."""
+    import open_clip
+
+    parsed = parse_spec(spec)
+    if parsed.backend != "openclip" or parsed.name.startswith(("local-dir:", "hf-hub:")) or \
+            parsed.weights in (None, "random") or parsed.weights.startswith("random:"):
+        return
+    pretrained = open_clip.get_pretrained_cfg(parsed.name, parsed.weights)
+    assert pretrained, f"{spec}: open_clip has no tag {parsed.weights} for {parsed.name}"
+    architecture = open_clip.get_model_config(parsed.name)
+    assert bool(pretrained.get("quick_gelu")) == bool(architecture.get("quick_gelu")), spec
 
 
 # --- transformers --------------------------------------------------------------------------------
@@ -260,14 +311,15 @@ def test_timm_from_hub_cache_and_local_file(tmp_path, hf_cache):
 
 def test_presets_resolve_to_the_documented_models():
     expected = {"vit-h-14": ("openclip", "ViT-H-14", "laion2b_s32b_b79k"),
-                "clip-b32": ("openclip", "ViT-B-32", "openai"), "clip-l14": ("openclip", "ViT-L-14", "openai"),
+                "clip-b32": ("openclip", "ViT-B-32-quickgelu", "openai"),
+                "clip-l14": ("openclip", "ViT-L-14-quickgelu", "openai"),
                 "mini-clip": ("openclip", f"local-dir:{ROOT / 'probe' / 'toy' / 'mini_clip'}", None),
                 "tiny": ("openclip", "probe-tiny-vit", "random")}
     assert set(PRESETS) == set(expected)
     for name, fields in expected.items():
         parsed = parse_spec(name)
         assert (parsed.backend, parsed.name, parsed.weights) == fields
-    assert str(parse_spec("clip-b32@random:3")) == "openclip:ViT-B-32@random:3"
+    assert str(parse_spec("clip-b32@random:3")) == "openclip:ViT-B-32-quickgelu@random:3"
     assert parse_spec("mini-clip@random").weights == "random"
 
 
@@ -322,5 +374,5 @@ def test_unreachable_hub_fails_within_seconds_without_offline_flag(tmp_path):
     seconds = time.perf_counter() - start
     assert result.returncode == 2 and seconds < 20, (seconds, result.stderr[-500:])
     assert "Retrying" not in result.stderr and "Traceback" not in result.stderr
-    assert result.stderr.startswith("error: could not load openclip:ViT-B-32@openai")
+    assert result.stderr.startswith("error: could not load openclip:ViT-B-32-quickgelu@openai")
     assert "did not answer" in result.stderr and not (tmp_path / "out").exists()

@@ -60,29 +60,49 @@ def test_every_recipe_writes_png_json_manifest_and_report(smoke_run):
         (out / "fig1.json").read_text())["substitutions"]
 
 
-def test_check_reports_not_reproduced_on_off_numbers(smoke_run, capsys):
+def test_check_reports_regressed_on_off_numbers(smoke_run, capsys):
     out, _ = smoke_run
     assert check.main(str(out)) == 1            # 3 matching steps: the quick expectations fail
     printed = capsys.readouterr().out
-    assert "fig10  not reproduced" in printed and "success_rate" in printed
+    assert "fig10  regressed (against the project)" in printed and "success_rate" in printed
     verdicts = {v.figure: v for v in check.verdicts(out)}
-    assert verdicts[10].status == "not reproduced"
+    assert verdicts[10].status == "regressed" and verdicts[10].against == "project"
 
 
 def test_check_verdicts_on_hand_made_records():
-    references = [check.Reference(10, "matched_accuracy", "<=", 0.0, 0.05, ("quick",), "test",
-                                  {"main": "mini-clip"}),
-                  check.Reference(10, "ranks", ">=", 62, 0, ("quick",), "test", reduce="min")]
-    record = {"profile": "quick", "models": {"main": {"spec": "mini-clip"}},
+    pinned = check.Reference(10, "matched_accuracy", "<=", 0.0, 0.05, ("quick",), "test", "project",
+                             {"main": "mini-clip"}, {"main": "e8b3d7265d24"})
+    relative = check.Reference(10, "ranks", ">=", 62, 0, ("quick",), "test", "project", reduce="min")
+    claim = check.Reference(10, "matched_accuracy", "<=", 0.0, 0.05, ("paper",), "test", "paper")
+    record = {"profile": "quick", "models": {"main": {"spec": "mini-clip", "sha256": "e8b3d7265d24" + "0" * 52}},
               "metrics": {"matched_accuracy": 0.04, "ranks": [62, 63]}}
-    assert check.judge(10, record, references).status == "reproduced"
+    references = [pinned, relative, claim]
+    assert check.judge(10, record, references).status == "as expected"
     record["metrics"]["matched_accuracy"] = 0.2
-    assert check.judge(10, record, references).status == "not reproduced"
+    verdict = check.judge(10, record, references)
+    assert (verdict.status, verdict.against) == ("regressed", "project") and "matched_accuracy" in verdict.reason
+    paper = {**record, "profile": "paper"}
+    assert (check.judge(10, paper, references).status, check.judge(10, paper, references).against) == (
+        "not reproduced", "paper")
+    paper["metrics"] = {"matched_accuracy": 0.0}
+    assert check.judge(10, paper, references).status == "reproduced"
+    record["models"]["main"]["sha256"] = "f" * 64                # other weights: the pinned reference stands aside
+    verdict = check.judge(10, record, references)
+    assert verdict.status == "as expected" and "other weights" in verdict.reason and len(verdict.rows) == 1
+    verdict = check.judge(10, record, [pinned])
+    assert verdict.status == "not comparable" and verdict.reason.startswith("other weights")
     record["models"]["main"]["spec"] = "clip-b32"
-    verdict = check.judge(10, record, references[:1])
+    verdict = check.judge(10, record, [pinned])
     assert verdict.status == "not comparable" and "clip-b32" in verdict.reason
-    assert check.judge(10, {**record, "profile": "paper"}, references).status == "not comparable"
-    assert check.judge(10, None, references).status == "not comparable"
+    assert check.judge(10, None, references).status == "failed"
+    assert check.judge(10, None, references, requested=False).status == "not run"
+    assert check.judge(10, None, references, failure="ValueError: boom").reason == "ValueError: boom"
+    assert check.exit_status([check.Verdict(1, "as expected", "project", ""),
+                              check.Verdict(2, "not comparable", None, "")]) == 0
+    assert check.exit_status([check.Verdict(1, "regressed", "project", ""),
+                              check.Verdict(2, "not run", None, "")]) == 1
+    assert check.exit_status([check.Verdict(1, "not reproduced", "paper", ""),
+                              check.Verdict(2, "failed", None, "")]) == 2
 
 
 def test_every_figure_has_references_or_a_reason_in_each_profile():
@@ -93,6 +113,9 @@ def test_every_figure_has_references_or_a_reason_in_each_profile():
         assert covered == set(range(1, 21)), (profile, set(range(1, 21)) - covered)
     for r in references:
         assert r.source and r.figure in all_figures() and r.metric.split("/")[0] in all_figures()[r.figure].metrics, r
+        assert (r.against == "paper") == (r.profiles == ("paper",)) or "project expectation" in r.source, r
+    for n in notes:
+        assert all(m in all_figures()[n.figure].metrics for m in n.metrics), n
 
 
 def test_resume_skips_finished_and_redoes_corrupt_or_changed(smoke_run, tmp_path):
@@ -180,8 +203,9 @@ def test_ctrl_c_mid_sweep_keeps_finished_shards_and_writes_no_figure(tmp_path):
     ctx = Context(sweep_profile(), tmp_path, progress=stop_at_second_shard)
     assert runner.run(ctx, [all_figures()[10], all_figures()[11]]) == {10: "interrupted"}
     assert len(list(tmp_path.glob("shards/*/shard-*.pt"))) == 1 and not (tmp_path / "fig10.json").exists()
-    verdict = {v.figure: v for v in check.verdicts(tmp_path)}[10]
-    assert verdict.status == "not comparable" and "not run" in verdict.reason
+    verdicts = {v.figure: v for v in check.verdicts(tmp_path)}
+    assert verdicts[10].status == verdicts[11].status == "failed" and "interrupted" in verdicts[10].reason
+    assert verdicts[12].status == "not run"
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
@@ -224,3 +248,28 @@ def test_command_line_overrides_by_role():
     mine = profile("--images", "/data/mine")
     assert set(mine.images.values()) == {"/data/mine"} and not {"photos", "sweep"} & set(mine.substitutions)
     assert profile("--smoke").name == "quick-smoke"
+
+
+def test_plan_prints_per_figure_estimates_and_a_total(tmp_path, capsys):
+    """`repro plan` calibrates the quick profile's models now (seconds on the CPU), and for a device that is not
+    here reads the checked-in table and says so; every figure gets its work, time and memory, then the total."""
+    from repro.cli import main
+
+    assert main(["plan", "--quick", "--figures", "1,3,10", "--json", str(tmp_path / "plan.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "calibrated now on cpu" in printed and "total:" in printed and "with --engine ray and 4 worker(s)" in printed
+    record = json.loads((tmp_path / "plan.json").read_text())
+    assert [f["figure"] for f in record["figures"]] == [1, 3, 10]
+    sweep = record["figures"][2]
+    assert sweep["work"] == ["90 pairs x 60 steps, batch 8 [sweep]"] and sweep["seconds_expected"] > 10
+    assert record["ray_workers"]["4"] < record["total_seconds_expected"]
+    import torch
+
+    table = ["--table"] if torch.cuda.is_available() else []   # without a GPU here the table is what it falls to
+    assert main(["plan", "--profile", "paper", "--device", "cuda", *table, "--json", str(tmp_path / "paper.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "checked-in table" in printed and "estimated, not measured" in printed
+    paper = json.loads((tmp_path / "paper.json").read_text())
+    assert paper["total_seconds_cap"] > 5 * paper["total_seconds_expected"] > 0, "the 15,000-step cap dominates"
+    assert any("ILSVRC/imagenet-1k" in line and "stream" in line for line in paper["downloads"])
+    assert main(["plan", "--quick", "--workers", "0"]) == 2

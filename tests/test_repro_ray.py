@@ -9,7 +9,7 @@ ray = pytest.importorskip("ray")
 
 from probe import experiments  # noqa: E402
 from probe.models import load_encoder  # noqa: E402
-from repro import data, fingerprints  # noqa: E402
+from repro import data  # noqa: E402
 from repro.engines import LocalEngine, RayEngine, SweepJob, run_shard_task, run_sweep  # noqa: E402
 
 
@@ -29,7 +29,7 @@ def job():
     settings = experiments.FastSettings(norm="l2", budget=0.017668, loss="cosine", optimizer="normalized", steps=8,
                                         resolution="model")
     plan = experiments.plan_systematic(encoder, image_set, settings, batch_size=2)
-    return encoder, SweepJob("test", "mini-clip", fingerprints.weights(encoder), "cpu", "float32", 1, plan.images,
+    return encoder, SweepJob("test", "mini-clip", encoder.weights_sha256, "cpu", "float32", 1, plan.images,
                              plan.pairs, plan.head, plan.settings, 2, 0, 2)
 
 

@@ -60,7 +60,7 @@ def test_cli_writes_the_report(tmp_path, capsys):
                  "--psnr", "35,30", "--quiet"])
     assert code == 0
     record = json.loads((out / "summary.json").read_text())
-    assert record["weights"].startswith("local:") and record["psnr_floors_db"] == [35.0, 30.0]
+    assert record["weights"].startswith("mini-clip@sha256:") and record["psnr_floors_db"] == [35.0, 30.0]
     assert [r["psnr_floor_db"] for r in record["results"]["shapes"]] == [35.0, 30.0]
     with open(out / "pairs.csv") as f:
         assert len(list(csv.DictReader(f))) == 6

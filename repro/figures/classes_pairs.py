@@ -1,5 +1,6 @@
 """Figs 8 and 9: images of the paper's ImageNet classes, each matched to the next one's image."""
 from probe import experiments
+from repro import work as counted
 from repro.compose import Output, pick
 from repro.figures import shared
 
@@ -17,3 +18,7 @@ def recipe(ctx):
     source_classes = [image_set.class_names[label] for label in labels]
     shared.label_pairs(run, shared.with_class(names, source_classes), target_classes)
     return Output([pick(run, "gallery"), pick(run, "vision_text_after")], shared.pair_metrics(run, target_classes))
+
+
+def work(knobs, profile):
+    return [counted.pairs(f"classes:{knobs['images']}", "main", len(knobs["images"]), knobs["settings"], profile)]

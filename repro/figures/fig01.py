@@ -8,7 +8,8 @@ from repro.registry import figure
         design="Three sources (a-c) matched to unrelated targets (e-g): bars of the first principal-component "
                "coefficients (PCA on the classes set) and the vision x text probabilities of the sources (d) and of "
                "the 8-bit matched images (h).",
-        metrics=("pairs", "target_top1_rate", "target_probability_min", "share_target_p99", "psnr_db_min",
+        work=shared.pairs_work,
+        metrics=("pairs", "target_top1_rate", "target_probability_min", "share_target_p99", "psnr_db_min", "mean_abs_255_max",
                  "cos_to_target_png_min", "pca_matched_closer_to_target_rate"))
 def fig1(ctx):
     run, targets, target_classes = shared.pairs(ctx)

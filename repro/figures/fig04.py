@@ -7,9 +7,12 @@ from repro.registry import figure
         tests=("claim 3",),
         design="Estimates at the smallest eps along random Gaussian directions, Gaussian directions with J's row "
                "space removed, and directions optimised to maximise the change, against sigma_1 and "
-               "||J||_F / sqrt(n).",
+               "||J||_F / sqrt(n). Optimised over Gaussian is about sqrt(n/m) x sigma_1 / rms(sigma): its "
+               "spectral part is compared with the random-init control's at the same image.",
+        work=shared.geometry_work,
         metrics=("median_gaussian", "median_nullspace", "median_optimized", "sigma_1", "nullspace_over_gaussian",
-                 "optimized_over_sigma_1", "gaussian_over_expected"))
+                 "optimized_over_sigma_1", "gaussian_over_expected", "sigma1_over_rms",
+                 "sigma1_over_rms_control", "sigma1_over_rms_over_control"))
 def fig4(ctx):
     run = shared.geometry(ctx)
     numbers = run.numbers()
@@ -19,5 +22,6 @@ def fig4(ctx):
                "nullspace_over_gaussian": med["nullspace"] / med["gaussian"],
                "optimized_over_sigma_1": med["optimized"] / numbers["sigma_1"],
                "gaussian_over_expected": med["gaussian"] / numbers["frobenius_over_sqrt_n"],
-               "reference_eps": numbers["reference_eps"]}
+               "reference_eps": numbers["reference_eps"],
+               **shared.versus_control(ctx, shared.geometry_image(ctx), numbers["singular_values"])}
     return Output([pick(run, "lipschitz")], metrics)

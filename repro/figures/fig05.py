@@ -7,6 +7,7 @@ from repro.registry import figure
            "change", tests=("matching dynamics",),
         design="The trace of pair (a) of Fig 1 under the profile's procedure: loss (log), cosine to the target "
                "and the mean absolute pixel change from the original, every step.",
+        work=lambda knobs, profile: shared.pairs_work(knobs, profile)[:1],
         metrics=("steps", "converged", "loss_initial", "loss_final", "loss_reduction", "cos_initial", "cos_final",
                  "mean_abs_255_final"))
 def fig5(ctx):

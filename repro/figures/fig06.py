@@ -1,6 +1,7 @@
 import torch
 
 from probe import experiments
+from repro import work
 from repro.compose import Output, pick
 from repro.figures import shared
 from repro.registry import figure
@@ -10,7 +11,8 @@ from repro.registry import figure
         design="Sources of different content matched to one target (as the paper's road scenes to 'speed limit "
                "70'): each is classified as the target, and their embeddings become nearly identical while the "
                "pictures stay apart.",
-        metrics=("pairs", "target_top1_rate", "target_probability_min", "share_target_p99", "psnr_db_min",
+        work=lambda knobs, profile: [work.pairs("fig6", "main", len(knobs["sources"]), knobs["settings"], profile)],
+        metrics=("pairs", "target_top1_rate", "target_probability_min", "share_target_p99", "psnr_db_min", "mean_abs_255_max",
                  "cos_between_matched_min", "cos_between_sources_mean"))
 def fig6(ctx):
     knobs = ctx.knobs

@@ -1,4 +1,5 @@
 from probe import experiments
+from repro import work
 from repro.compose import Output, pick
 from repro.registry import figure
 
@@ -7,6 +8,7 @@ from repro.registry import figure
         design="The same image through several models (the paper: CLIP ViT-B/32, ViT-L/14, OpenCLIP ViT-H-14): "
                "every spectrum has rank <= m << n, so the structure is not one model's accident; decay shapes "
                "compared after dividing by sigma_1.",
+        work=lambda knobs, profile: [work.jacobians(f"fig13:{role}", role, 1) for role in knobs["models"]],
         metrics=("models", "m", "ranks", "rank_deficit", "sigma_1", "decay_half"))
 def fig13(ctx):
     (image,), _, _ = ctx.pick("photos", [ctx.knobs["image"]])

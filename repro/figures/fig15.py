@@ -11,6 +11,8 @@ from repro.registry import figure
                "tower (random init) reads classes with a nearest-prototype head built from the set's own images, "
                "so its clean accuracy is 100% by construction and success means 'nearest to the target's "
                "embedding'.",
+        work=lambda knobs, profile: (shared.pairs_work(knobs["pairs"], profile, role="second")
+                                + shared.sweep_work(knobs["sweep"], profile, role="second")),
         metrics=("pairs_cos_to_target_png_min", "pairs_psnr_db_min", "pca_matched_closer_to_target_rate", "head",
                  "clean_accuracy", "matched_accuracy", "success_rate"), sweep=True)
 def fig15(ctx):

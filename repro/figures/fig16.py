@@ -1,5 +1,6 @@
 from probe import experiments
 from probe.zeroshot import prototype_head
+from repro import work
 from repro.compose import Output, pick
 from repro.figures import shared
 from repro.registry import figure
@@ -9,6 +10,9 @@ from repro.registry import figure
         design="The 8-bit matched images of Fig 10 read by a second model: the control that the equivalence "
                "classes are model-specific. The distance ratio ||f(matched) - f(target)|| / ||f(source) - "
                "f(target)|| is ~0 on the model that matched them and ~1 on a model that sees the source.",
+        work=lambda knobs, profile: shared.sweep_work(knobs, profile) + [   # distance ratios on both, classes
+            work.forward("reader", knobs["reader"], 4 * shared.sweep_work(knobs, profile)[0].items),
+            work.forward("matcher", "main", 3 * shared.sweep_work(knobs, profile)[0].items)],
         metrics=("pairs", "reader_target_rate", "reader_source_rate", "distance_ratio_reader_median",
                  "distance_ratio_matcher_median"), sweep=True)
 def fig16(ctx):

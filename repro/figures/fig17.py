@@ -1,4 +1,5 @@
 from probe import experiments
+from repro import work
 from repro.compose import Output, pick
 from repro.figures import shared
 from repro.registry import figure
@@ -9,7 +10,8 @@ from repro.registry import figure
         design="After arXiv:2407.01157 ('Unaligning Everything', no public code): a source matched to the text "
                "embedding of each class name (its direction, at the image's own norm), then classified zero-shot "
                "over those names; the sister paper reports 100% success.",
-        metrics=("pairs", "text_success_rate", "target_probability_min", "psnr_db_min"))
+        work=lambda knobs, profile: [work.pairs("fig17", "main", len(knobs["texts"]), knobs["settings"], profile)],
+        metrics=("pairs", "text_success_rate", "target_probability_min", "psnr_db_min", "mean_abs_255_max"))
 def fig17(ctx):
     knobs = ctx.knobs
     (source,), (name,), _ = ctx.pick("photos", [knobs["source"]])
@@ -20,5 +22,6 @@ def fig17(ctx):
     shared.label_pairs(run, [name] * len(texts), [f'text "{t}"' for t in texts])
     pairs = shared.pair_metrics(run, texts)
     metrics = {"pairs": len(texts), "text_success_rate": pairs["target_top1_rate"],
-               "target_probability_min": pairs["target_probability_min"], "psnr_db_min": pairs["psnr_db_min"]}
+               "target_probability_min": pairs["target_probability_min"], "psnr_db_min": pairs["psnr_db_min"],
+               "mean_abs_255_max": pairs["mean_abs_255_max"]}
     return Output([pick(run, "gallery"), pick(run, "vision_text_after")], metrics)

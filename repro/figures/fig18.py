@@ -1,5 +1,6 @@
 from probe import experiments
 from probe.images import quantize
+from repro import work
 from repro.compose import Output, pick
 from repro.figures import shared
 from repro.registry import figure
@@ -10,6 +11,8 @@ from repro.registry import figure
         design="After arXiv:2402.08473: how far Gaussian pixel noise moves an image's embedding (mean cosine "
                "distance to its noisy copies), for clean images (Fig 10's and the classes set's, 8-bit) and Fig "
                "10's 8-bit matched images; the ROC of that score as a detector of matched images, per noise level.",
+        work=lambda knobs, profile: shared.sweep_work(knobs, profile) + [work.forward(
+            "noise", "main", 2 * shared.sweep_work(knobs, profile)[0].items * (1 + len(knobs["sigmas"]) * knobs["samples"]))],
         metrics=("clean", "matched", "sigmas_255", "auc", "auc_max"), sweep=True)
 def fig18(ctx):
     run, _ = shared.main_sweep(ctx)

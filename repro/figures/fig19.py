@@ -9,6 +9,7 @@ from repro.registry import figure
         design="Fig 1's pairs matched on the trained model and on its architecture with random weights, at the "
                "trained model's pixel budget and at a larger one, and the two Jacobian spectra at Fig 1 (a): is "
                "the equivalence structure learned, or a property of the architecture?",
+        work=shared.compare_work,
         metrics=("goal", "variants", "reached_rate", "final_median", "sigma_1", "ranks", "decay_half"))
 def fig19(ctx):
     knobs = ctx.knobs

@@ -7,6 +7,7 @@ from repro.registry import figure
         tests=("beyond",),
         design="The same pairs matched by the authors' plain gradient descent (without its early stop, to its "
                "cap) and by the fast mode: the relative cosine distance to the target per step and per second.",
+        work=shared.compare_work,
         metrics=("goal", "variants", "reached_rate", "seconds_to_goal_max", "final_median"))
 def fig20(ctx):
     run = shared.compare_variants(ctx, ctx.knobs)

@@ -8,6 +8,7 @@ import torch
 from probe import experiments
 from probe.data import ImageSet
 from probe.images import quantize
+from repro import fingerprints, work
 
 
 def pair_images(ctx, knobs: dict):
@@ -49,10 +50,34 @@ def pairs(ctx, knobs: dict | None = None, role: str = "main"):
     return ctx.shared(f"pairs:{ctx.spec(role)}:{knobs['settings']}", compute), targets, target_classes
 
 
+def pairs_work(knobs: dict, profile, role: str = "main") -> list:
+    """What `pairs` computes (Figs 1, 2, 5, 15): its pairs, and the PCA view's images for Figs 1 and 15."""
+    from repro.data import count
+
+    n = len(knobs["sources"])
+    return [work.pairs("pairs", role, n, knobs["settings"], profile),
+            work.forward(f"pca:{role}", role, count(profile.images["classes"]) + 3 * n)]
+
+
+def geometry_work(knobs: dict, profile) -> list:
+    """What `geometry` and its control spectrum compute (Figs 3, 4, 14)."""
+    return [work.lipschitz("geometry", "main", knobs), work.jacobians(f"control:{knobs['image']}", "control", 1)]
+
+
+def sweep_work(knobs: dict, profile, role: str = "main") -> list:
+    """The systematic N x N sweep (Figs 10, 11, 16, 18; Fig 15 on the second model)."""
+    from repro.data import count
+
+    images = knobs.get("classes") or count(profile.images["sweep"])
+    return [work.sweep(role, role, images, knobs["settings"], knobs["batch_size"], profile)]
+
+
 def pair_metrics(run, target_classes: list[str]) -> dict:
     """What every pair figure reports: target read as top-1, its probability, and the pixel change."""
     values = [p.values for p in run.pairs]
     out = {"pairs": len(run.pairs), "psnr_db_min": min(v["psnr_db_png"] for v in values),
+           "psnr_db_mean": sum(v["psnr_db_png"] for v in values) / len(values),
+           "mean_abs_255_max": 255 * max(v["mean_abs_pixel_png"] for v in values),
            "linf_255_max": 255 * max(v["linf_pixel_png"] for v in values),
            "cos_to_target_png_min": min(v["cos_to_target_png"] for v in values),
            "steps_max": max(v["steps_run"] for v in values), "converged": sum(v["converged"] for v in values)}
@@ -94,10 +119,37 @@ def pca_view(ctx, run, targets, encoder, k: int):
                         "pca_explained_variance": float(projection.explained.sum())}
 
 
+def spectral_shape(sigma) -> dict:
+    """How a spectrum decays: sigma_{m/2} / sigma_1, and sigma_1 over the root-mean-square singular value."""
+    sigma = torch.as_tensor(sigma, dtype=torch.float64)
+    return {"decay_half": float(sigma[len(sigma) // 2] / sigma[0]),
+            "sigma1_over_rms": float(sigma[0] / sigma.pow(2).mean().sqrt())}
+
+
+def versus_control(ctx, image, sigma) -> dict:
+    """The spectrum `sigma` of the main model at `image` against its random-init control's at the same image
+    (computed once per run and image): a run-relative check that holds for any weights of a trained model and
+    fails for untrained ones, whose spectra decay slowly."""
+    control = ctx.model("control")
+    key = f"control_spectrum:{ctx.spec('control')}:{fingerprints.tensors(image)}"
+    run = ctx.shared(key, lambda: ctx.finished(experiments.spectrum(control, image, seed=ctx.profile.seed,
+                                                                   progress=ctx.stage("control spectrum"))))
+    main, other = spectral_shape(sigma), spectral_shape(run.singular_values)
+    return {**main, **{f"{k}_control": v for k, v in other.items()},
+            "decay_half_over_control": main["decay_half"] / other["decay_half"],
+            "sigma1_over_rms_over_control": main["sigma1_over_rms"] / other["sigma1_over_rms"]}
+
+
+def geometry_image(ctx):
+    """The image the geometry figures study: Fig 1 (a)."""
+    (image,), _, _ = ctx.pick("photos", [ctx.knobs["image"]])
+    return image
+
+
 def geometry(ctx):
     """Jacobian spectrum and Lipschitz estimates of every direction family at Fig 1 (a) (Figs 3, 4, 14)."""
     knobs, encoder = ctx.knobs, ctx.model("main")
-    (image,), _, _ = ctx.pick("photos", [knobs["image"]])
+    image = geometry_image(ctx)
     return ctx.shared("lipschitz", lambda: ctx.finished(experiments.lipschitz(
         encoder, image, samples=knobs["samples"], eps=knobs["eps"], optimize_steps=knobs["optimize_steps"],
         seed=ctx.profile.seed, progress=ctx.stage("lipschitz"))))
@@ -120,6 +172,13 @@ def main_sweep(ctx):
     return ctx.sweep("main", sweep_set(ctx, knobs.get("classes")), knobs["settings"], knobs["batch_size"])
 
 
+def sweep_change(outcomes) -> dict:
+    """How far a sweep's 8-bit matched images moved from their sources: the lowest PSNR, the largest mean
+    absolute change."""
+    change = (outcomes.matched - outcomes.sources).abs().flatten(1).mean(1)
+    return {"psnr_db_min": outcomes.psnr_db.min().item(), "mean_abs_255_max": 255 * change.max().item()}
+
+
 def sweep_set(ctx, classes: int | None) -> ImageSet:
     return first_classes(ctx.images("sweep"), classes)
 
@@ -132,6 +191,14 @@ def compare_variants(ctx, knobs: dict):
                 for slug, v in knobs["variants"].items()}
     return ctx.finished(experiments.compare(sources, targets, variants, goal=knobs["goal"], seed=ctx.profile.seed,
                                             progress=ctx.stage("compare")))
+
+
+def compare_work(knobs: dict, profile) -> list:
+    """Each variant's pairs on its model (Figs 19, 20), and Fig 19's two spectra."""
+    pairs = [work.pairs(f"compare:{slug}", v["model"], len(knobs["sources"]), v["settings"], profile)
+             for slug, v in knobs["variants"].items()]
+    spectra = [work.jacobians(f"spectra:{role}", role, 1) for role in ("main", "control")] if "image" in knobs else []
+    return pairs + spectra
 
 
 def compare_metrics(run, knobs: dict) -> dict:

@@ -32,6 +32,8 @@ class Profile:
     seed: int = 0
     threads: int = 1                  # torch threads, per process and per Ray task
     shard_size: int = 16              # pairs per shard of a sweep (a multiple of the batch size)
+    expected_paper_steps: int = 1000  # `repro plan`'s assumption: steps until the authors' thresholds are met
+    expected_note: str = "an assumption, not measured"
 
     def figure(self, id: int) -> dict:
         return self.knobs.get(id, {})

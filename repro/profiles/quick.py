@@ -2,8 +2,9 @@
 
 Sizes were chosen from measurements on this project's 2-core machine (one mini-CLIP pair-step at 64 px takes
 ~10-20 ms on one thread at batch 8): 10 classes x 1 image for the sweep (90 pairs, shared by Figs 10, 11, 16
-and 18), 60 fast-mode steps under the root-mean-square budget of a 35 dB PSNR floor (the budget at which the
-mini-CLIP's own effect study reaches 100%), and the authors' procedure with a learning rate and thresholds
+and 18), 60 fast-mode steps under the root-mean-square budget of a 38 dB PSNR floor (the tightest whole-dB floor
+whose 8-bit results meet `references.json`'s imperceptibility reading, mean |change| <= 2/255: at 35 dB they
+changed 2.3-2.8/255 on average), and the authors' procedure with a learning rate and thresholds
 scaled to the mini-CLIP's embedding (norm ~10 in 64 dimensions): lr 0.3 converges on Fig 1's pairs in
 28-258 steps, the paper's lr 0.09 leaves one of them unmatched after 300 (Fig 20 shows both).
 One torch thread per process: on a shared 2-core machine two threads ran 5x slower per step.
@@ -22,8 +23,9 @@ def ids(*names: str) -> list[int]:
 # The paper's plain gradient descent on the MSE of raw embeddings, clamped to the original's range; lr and
 # thresholds in mini-CLIP units (the authors' pairs: lr 0.09 with l2^2 < 16 and cos > 0.96 on ViT-H-14).
 PAPER = {"mode": "paper", "lr": 0.3, "l2sq_below": 4.0, "cos_above": 0.96, "steps": 500}
-# Fast mode: RMS budget of a 35 dB PSNR floor after 8-bit rounding, cosine loss, normalised-gradient steps.
-FAST = {"mode": "fast", "norm": "l2", "budget": psnr_to_rms(35.0), "loss": "cosine", "optimizer": "normalized",
+# Fast mode: RMS budget of a 38 dB PSNR floor after 8-bit rounding, cosine loss, normalised-gradient steps.
+FLOOR_DB = 38.0
+FAST = {"mode": "fast", "norm": "l2", "budget": psnr_to_rms(FLOOR_DB), "loss": "cosine", "optimizer": "normalized",
         "steps": 60, "resolution": "model"}
 FAST_25DB = {**FAST, "budget": psnr_to_rms(25.0)}
 NO_STOP = {"l2sq_below": 0.0, "cos_above": 2.0, "steps": 300}   # the authors' procedure run to a fixed cap
@@ -47,6 +49,7 @@ PROFILE = Profile(
     models={"main": "mini-clip", "second": "mini-clip@random", "third": "tiny", "control": "mini-clip@random"},
     images={"photos": "bundled:photos", "targets": "toy:drawings", "classes": "toy:shapes:" + ",".join(PAPER_CLASSES),
             "sweep": "toy:shapes:" + ",".join(SWEEP_CLASSES)},
+    expected_paper_steps=150, expected_note="measured: Fig 1's pairs meet them after 28-258 steps at lr 0.3",
     substitutions={
         "main": "mini-CLIP (64 px, trained on generated shapes) stands in for OpenCLIP ViT-H-14",
         "second": "mini-CLIP with random weights stands in for CLIP ViT-B/32",
@@ -63,8 +66,8 @@ PROFILE = Profile(
         1: PAIRS, 2: PAIRS, 5: PAIRS,
         3: GEOMETRY, 4: GEOMETRY, 14: GEOMETRY,
         6: {"settings": FAST, "sources": [0, 1, 2, 3, 5], "target": ids("red star")[0], "columns": COLUMNS},
-        7: {"settings": FAST, "source": PHOTOS[0], "targets": ids("red star", "blue circle", "green cross",
-                                                                  "yellow triangle", "purple square")},
+        7: {"settings": FAST, "source": ["classes", PAPER_CLASSES.index("orange triangle")],
+            "targets": ids("red star", "blue circle", "green cross", "yellow triangle", "purple square")},
         8: {"settings": FAST, "images": [0, 1, 2, 3, 4, 5]},
         9: {"settings": FAST, "images": [6, 7, 8, 9, 10, 11]},
         10: SWEEP, 11: {**SWEEP, "examples": 4}, 18: {**SWEEP, "sigmas": [8 / 255, 16 / 255, 32 / 255], "samples": 8},
@@ -74,8 +77,8 @@ PROFILE = Profile(
         15: {"pairs": {**PAIRS, "settings": FAST}, "sweep": {"settings": FAST, "batch_size": 8, "classes": 6},
              "head": "prototype"},
         17: {"settings": FAST, "source": PHOTOS[0], "texts": COLUMNS},
-        19: {"variants": {"trained_35dB": {"model": "main", "settings": FAST},
-                          "random_init_35dB": {"model": "control", "settings": FAST},
+        19: {"variants": {"trained": {"model": "main", "settings": FAST},
+                          "random_init": {"model": "control", "settings": FAST},
                           "random_init_25dB": {"model": "control", "settings": FAST_25DB}},
              "sources": PHOTOS, "targets": TARGETS, "image": PHOTOS[0], "goal": 0.05},
         20: {"variants": {"paper_lr_0.09": {"model": "main", "settings": {**PAPER, **NO_STOP, "lr": 0.09}},
