@@ -288,3 +288,43 @@ def test_eval_reports_the_independently_drawn_set(capsys):
             f"labels, {shares['overall']['all_classes']:.1%} over all classes") in out
     assert f"by size: 0.15-0.30 {shares['by_size']['0.15-0.30']['labels_16']:.0%}" in out
     assert f"by background: light {shares['by_background']['light']['labels_16']:.0%}" in out
+
+
+def test_weight_average_and_label_smoothing_resume_exactly(tmp_path, monkeypatch):
+    """With an EMA of the weights (the saved model) and label smoothing, a run cut at step 2 and resumed writes
+    the weights an uninterrupted run writes; the saved model is the average, not the last iterate."""
+    settings = dict(seed=4, steps=4, batch=8, checkpoint_every=2, ema=0.5, label_smoothing=0.1)
+    train(tmp_path / "straight", **settings)
+    _count_steps(monkeypatch, interrupt_at=3)
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path / "resumed", **settings)
+    monkeypatch.setattr(train_module, "_train_step", _REAL_TRAIN_STEP)
+    train(tmp_path / "resumed", resume=True, **settings)
+    straight, resumed = (load_file(tmp_path / name / WEIGHTS_FILE) for name in ("straight", "resumed"))
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    last = _checkpoint(tmp_path / "straight")
+    assert "ema" in last and any(not torch.equal(straight[k], last["model"][k].half()) for k in straight)
+    with pytest.raises(ProbeError, match="differs"):   # the average is part of the resume check
+        train(tmp_path / "resumed", resume=True, **dict(settings, ema=0.9))
+
+
+def test_contrastive_loss_is_open_clips_without_smoothing():
+    import open_clip
+
+    from probe.toy.train import ContrastiveLoss
+
+    gen = torch.Generator().manual_seed(0)
+    image, text = (torch.nn.functional.normalize(torch.randn(16, 8, generator=gen), dim=1) for _ in range(2))
+    scale = torch.tensor(12.0)
+    assert ContrastiveLoss()(image, text, scale).item() == open_clip.ClipLoss()(image, text, scale).item()
+    assert ContrastiveLoss(0.2)(image, text, scale).item() != open_clip.ClipLoss()(image, text, scale).item()
+
+
+def test_jpeg_share_reencodes_some_wide_samples(monkeypatch):
+    from probe.toy import data
+
+    plain = data.generate_samples(8, 11, recipe="wide")
+    assert [s.image.tobytes() for s in plain] == [s.image.tobytes() for s in data.generate_samples(8, 11, recipe="wide")]
+    monkeypatch.setattr(data, "JPEG_SHARE", 1.0)
+    jpeg = data.generate_samples(8, 11, recipe="wide")
+    assert sum(a.image.tobytes() != b.image.tobytes() for a, b in zip(plain, jpeg)) >= 4

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import colorsys
 import functools
+import io
 import math
 from typing import NamedTuple
 
@@ -63,6 +64,8 @@ WIDE_MAX_ROTATION = 20
 OUTLINE_SHARE = 0.4   # share of shapes drawn as a thick outline
 OUTLINE_WIDTH = (0.07, 0.22)  # outline width as a fraction of the bounding-box side (at least 1.5 px)
 BLUR_SHARE = 0.1      # share of images softened by a slight Gaussian blur
+JPEG_SHARE = 0.0      # share of images re-encoded as JPEG (quality JPEG_QUALITY), as pictures on the web are
+JPEG_QUALITY = (30, 95)
 TRIANGLE_ASPECT = (0.75, 1.25)  # height / base of the (isosceles) triangles
 STAR_INNER = (0.36, 0.52)       # inner / outer radius of the stars
 SMALL_FAINT_EXTENT, SMALL_OPACITY = 0.3, 0.55  # shapes smaller than this are never fainter than that
@@ -402,6 +405,8 @@ def _wide_sample(rng: np.random.Generator, class_index: int, image_size: int, re
     image.paste(_texture(rng, texture, rgb, image_size), (0, 0), mask)
     if rng.random() < BLUR_SHARE * d:
         image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.8) * image_size / 64))
+    if JPEG_SHARE and rng.random() < JPEG_SHARE * d:   # no draw at share 0: the recipes' streams stay as they were
+        image = _jpeg(image, int(rng.integers(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1)))
 
     attributes = {
         "size": size_word,
@@ -412,6 +417,13 @@ def _wide_sample(rng: np.random.Generator, class_index: int, image_size: int, re
     details = {"difficulty": d, "extent": float(extent), "opacity": float(opacity), "outline": bool(outline),
                "background": background, "texture": texture}
     return Sample(image, _caption(rng, colour, shape, attributes), class_index, details)
+
+
+def _jpeg(image: Image.Image, quality: int) -> Image.Image:
+    """``image`` after a round trip through Pillow's JPEG encoder at ``quality``."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
 
 
 def _wide_outline(rng: np.random.Generator, shape: str, angle: float) -> np.ndarray | None:

@@ -59,6 +59,45 @@ def learning_rate(step: int, steps: int, peak: float) -> float:
     return peak * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+class ContrastiveLoss(torch.nn.Module):
+    """CLIP's symmetric contrastive loss (image -> caption and caption -> image cross-entropy over the batch),
+    with optional label smoothing of the one-hot targets; without smoothing it equals ``open_clip.ClipLoss``."""
+
+    def __init__(self, label_smoothing: float = 0.0):
+        super().__init__()
+        self.label_smoothing = label_smoothing
+
+    def forward(self, image_features, text_features, logit_scale):
+        per_image = logit_scale * image_features @ text_features.T   # as open_clip computes both, bit for bit
+        per_text = logit_scale * text_features @ image_features.T
+        labels = torch.arange(len(per_image), device=per_image.device)
+        smooth = self.label_smoothing
+        return (torch.nn.functional.cross_entropy(per_image, labels, label_smoothing=smooth)
+                + torch.nn.functional.cross_entropy(per_text, labels, label_smoothing=smooth)) / 2
+
+
+class WeightAverage:
+    """An exponential moving average of a model's floating-point weights and buffers, its decay warmed up as
+    min(decay, (1 + t) / (10 + t)) so the first steps do not freeze the random initialisation in."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        decay = min(self.decay, (1 + step) / (10 + step))
+        current = model.state_dict()
+        for name, average in self.state.items():
+            average.lerp_(current[name].detach(), 1 - decay)
+
+    @torch.no_grad()
+    def copy_to(self, model: torch.nn.Module) -> None:
+        current = model.state_dict()
+        for name, average in self.state.items():
+            current[name].copy_(average)
+
+
 @dataclass
 class TrainResult:
     """A training run: the model (CPU, eval mode), the steps done, and whether it was cancelled (then the
@@ -89,6 +128,8 @@ def train(
     recipe: str | None = None,
     ramp: float = 0.0,
     init: str | Path | None = None,
+    ema: float = 0.0,
+    label_smoothing: float = 0.0,
 ) -> TrainResult:
     """Train a mini-CLIP and write it to ``out_dir`` in OpenCLIP's Hub layout.
 
@@ -103,12 +144,15 @@ def train(
     ``probe.toy.data.RECIPE``) chooses the data generator; ``ramp`` > 0 (wide recipe) makes it a curriculum that
     reaches the full range of difficulty after that share of the steps. ``init``, a mini-CLIP
     folder, starts from its weights instead of a fresh initialisation (a second training stage); the
-    weights' sha256 is part of the resume check.
+    weights' sha256 is part of the resume check. ``ema`` > 0 keeps an exponential moving average of the
+    weights with that decay (warmed up over the first steps) and writes it as the model; ``label_smoothing``
+    softens the contrastive loss's one-hot targets.
     """
     recipe = recipe or RECIPE
     settings = {"seed": seed, "steps": steps, "batch": batch, "lr": lr, "weight_decay": weight_decay,
                 "model_cfg": MODEL_CFG}
-    _check_settings({**settings, "recipe": recipe, "ramp": ramp}, threads, checkpoint_every, workers)
+    _check_settings({**settings, "recipe": recipe, "ramp": ramp, "ema": ema, "label_smoothing": label_smoothing},
+                    threads, checkpoint_every, workers)
     start_state, start_digest = _read_weights(Path(init)) if init is not None else (None, None)
     # recorded only when not the shipped recipe's, so checkpoints written before these options existed resume
     if recipe != "narrow":
@@ -117,6 +161,10 @@ def train(
         settings["ramp"] = ramp
     if start_digest:
         settings["init"] = start_digest
+    if ema:
+        settings["ema"] = ema
+    if label_smoothing:
+        settings["label_smoothing"] = label_smoothing
     out_dir = Path(out_dir)
     ckpt_path = Path(checkpoint) if checkpoint else out_dir / CHECKPOINT_FILE
     torch.set_num_threads(threads)
@@ -127,12 +175,13 @@ def train(
         _load_weights(model, start_state, init)
     model = model.to(device)
     optimizer = _optimizer(model, lr, weight_decay)
-    start = _load_checkpoint(ckpt_path, model, optimizer, settings) if resume else 0
+    average = WeightAverage(model, ema) if ema else None
+    start = _load_checkpoint(ckpt_path, model, optimizer, settings, average) if resume else 0
     if not resume and ckpt_path.exists():
         raise ProbeError(f"checkpoint {ckpt_path} already exists; pass --resume to continue it or delete it")
 
     tok = tokenizer()
-    loss_fn = open_clip.ClipLoss()
+    loss_fn = ContrastiveLoss(label_smoothing)
     model.train()
     started = time.monotonic()
     report(progress, "train", start, steps)
@@ -141,13 +190,17 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, steps, lr)
             loss = _train_step(model, optimizer, loss_fn, tok, pixels, captions, device)
+            if average is not None:
+                average.update(model, step + 1)
             if (step + 1) % checkpoint_every == 0 or step + 1 == steps:
-                _save_checkpoint(ckpt_path, model, optimizer, settings, step + 1)
+                _save_checkpoint(ckpt_path, model, optimizer, settings, step + 1, average)
             if not report(progress, "train", step + 1, steps, {"loss": loss,
                                                                 "logit_scale": model.logit_scale.exp().item()}):
                 if (step + 1) % checkpoint_every:
-                    _save_checkpoint(ckpt_path, model, optimizer, settings, step + 1)
+                    _save_checkpoint(ckpt_path, model, optimizer, settings, step + 1, average)
                 return TrainResult(model.cpu().eval(), step + 1, steps, time.monotonic() - started, True)
+    if average is not None:
+        average.copy_to(model)
     save_hub_folder(model.cpu(), out_dir)
     return TrainResult(model.eval(), steps, steps, time.monotonic() - started, False)
 
@@ -187,6 +240,10 @@ def _check_settings(settings: dict, threads: int, checkpoint_every: int, workers
         raise ProbeError(f"recipe must be one of {', '.join(RECIPES)}, got {settings['recipe']!r}")
     if not 0 <= settings["ramp"] < 1:
         raise ProbeError(f"ramp must be in [0, 1), got {settings['ramp']}")
+    if not 0 <= settings["ema"] < 1:
+        raise ProbeError(f"ema must be in [0, 1), got {settings['ema']}")
+    if not 0 <= settings["label_smoothing"] < 1:
+        raise ProbeError(f"label_smoothing must be in [0, 1), got {settings['label_smoothing']}")
     if settings["lr"] <= 0:
         raise ProbeError(f"lr must be > 0, got {settings['lr']}")
     lower_bounds = (("weight_decay", settings["weight_decay"], 0), ("threads", threads, 1), ("workers", workers, 0),
@@ -236,15 +293,17 @@ def _train_step(model, optimizer, loss_fn, tok, pixels, captions: list[str], dev
     return loss.item()
 
 
-def _save_checkpoint(path: Path, model, optimizer, settings: dict, step: int) -> None:
+def _save_checkpoint(path: Path, model, optimizer, settings: dict, step: int, average=None) -> None:
     """Write the training state atomically (``probe.results``): a crash leaves the previous checkpoint."""
     state = {"step": step, "settings": settings, "model": model.state_dict(), "optimizer": optimizer.state_dict()}
+    if average is not None:
+        state["ema"] = average.state
     buffer = io.BytesIO()
     torch.save(state, buffer)
     write_bytes(path, buffer.getvalue())
 
 
-def _load_checkpoint(path: Path, model, optimizer, settings: dict) -> int:
+def _load_checkpoint(path: Path, model, optimizer, settings: dict, average=None) -> int:
     """Restore model and optimiser from ``path``; returns the step to continue from."""
     if not path.exists():
         raise ProbeError(f"--resume given but no checkpoint at {path}")
@@ -259,4 +318,6 @@ def _load_checkpoint(path: Path, model, optimizer, settings: dict) -> int:
     except RuntimeError as err:
         raise ProbeError(f"checkpoint {path} does not fit this model: {str(err).splitlines()[0]}") from err
     optimizer.load_state_dict(state["optimizer"])
+    if average is not None:
+        average.state = state["ema"]
     return state["step"]
