@@ -63,7 +63,8 @@ def load_app_module():
 
 def main() -> int:
     app_module = load_app_module()
-    from probe.results import provenance, write_bytes, write_json
+    from probe.files import write_bytes, write_json
+    from probe.results import provenance
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=8)

@@ -288,7 +288,7 @@ def main() -> int:
             print(f"  {json.dumps(results[method])}", file=sys.stderr, flush=True)
     runs[device_key] = run
     RESULTS.mkdir(parents=True, exist_ok=True)
-    from probe.results import write_bytes, write_json
+    from probe.files import write_bytes, write_json
 
     write_json(path, runs)
     text = markdown(runs)

@@ -1,6 +1,6 @@
 """Which update rule takes matched images to their target's class under an RMS (L2) pixel budget?
 
-Runs `probe.toy.effect.measure` on the shipped mini-CLIP's two fixed pair sets (9 photos x 5 target classes;
+Runs `probe.experiments.effects.measure` on the shipped mini-CLIP's two fixed pair sets (9 photos x 5 target classes;
 40 generated shape pairs) at one PSNR floor, once per optimiser, same steps and seed, and writes a table:
 share of pairs whose 8-bit matched image is classified as the target's class, mean target probability,
 mean cosine to the target embedding, seconds. Usage:
@@ -14,9 +14,13 @@ import sys
 import time
 from pathlib import Path
 
+from probe.experiments.effects import measure
+from probe.files import write_bytes, write_json
+from probe.metrics import psnr_to_rms
 from probe.models import load_encoder
-from probe.results import provenance, write_bytes, write_json
-from probe.toy.effect import measure, photo_pairs, psnr_to_rms, shape_pairs
+from probe.results import provenance
+from probe.toy.data import class_names
+from probe.toy.effect import photo_pairs, shape_pairs
 
 OPTIMIZERS = ("normalized", "adam", "sign")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -35,11 +39,11 @@ def main() -> int:
     for pair_set in (photo_pairs(encoder), shape_pairs(encoder)):
         for optimizer in OPTIMIZERS:
             start = time.perf_counter()
-            (run,) = measure(encoder, pair_set, [budget], steps=args.steps, optimizer=optimizer)
+            (outcome,) = measure(encoder, pair_set, class_names(), [budget], steps=args.steps, optimizer=optimizer)
             rows.append({"set": pair_set.name, "pairs": len(pair_set.target_classes), "optimizer": optimizer,
-                         "lr": run["settings"]["lr"], "target_top1": run["target_top1"],
-                         "target_probability_mean": run["target_probability_mean"],
-                         "cos_to_target_mean": run["cos_to_target_mean"], "psnr_db_min": run["psnr_db_min"],
+                         "lr": outcome["settings"]["lr"], "target_top1": outcome["target_top1"],
+                         "target_probability_mean": outcome["target_probability_mean"],
+                         "cos_to_target_mean": outcome["cos_to_target_mean"], "psnr_db_min": outcome["psnr_db_min"],
                          "seconds": time.perf_counter() - start})
             print(rows[-1], flush=True)
     table = [f"L2 (RMS {budget * 255:.2f}/255, PSNR floor {args.psnr} dB) matching on mini-CLIP, {args.steps} steps, "

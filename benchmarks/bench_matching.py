@@ -938,7 +938,7 @@ def effect_timing(spec: str, args, device, clock: Clock) -> dict:
 
     from probe.matching import FastSettings, PaperSettings, match
     from probe.models import load_encoder
-    from probe.toy.effect import psnr_to_rms
+    from probe.metrics import psnr_to_rms
 
     log(f"== {spec}: per-step cost, {args.timing_rounds} interleaved rounds of {args.timing_steps} steps")
     encoder = load_encoder(spec, device=device)
@@ -1008,7 +1008,7 @@ EFFECT_METHODS = ("fast", "paper", "art-pgd", "art-adam", "advertorch", "fast-l2
 def bench_effect_model(spec: str, args, device, clock: Clock) -> dict:
     from probe.matching import FastSettings, PaperSettings
     from probe.models import load_encoder
-    from probe.toy.effect import psnr_to_rms
+    from probe.metrics import psnr_to_rms
 
     log(f"== {spec}: effect-study photo pairs")
     encoder = load_encoder(spec, device=device)
@@ -1168,7 +1168,8 @@ def _budget_name(row: dict) -> str:
 def run_effect(args, device, clock, command: str, wall: float) -> int:
     """Run the models given, and merge them into this device's entry of OUT/matching_mini_clip.json (models run
     earlier keep their own results, each with its own date, load and command)."""
-    from probe.results import package_versions, write_bytes, write_json
+    from probe.files import write_bytes, write_json
+    from probe.results import package_versions
 
     sources = probe_sources(("probe/matching.py", "probe/metrics.py", "probe/models.py", "probe/toy/effect.py",
                              "probe/zeroshot.py", "probe/images.py"))
@@ -1267,7 +1268,7 @@ def main() -> int:
                         help="only (re)measure the per-step costs, merged into the saved entries of the models")
     args = parser.parse_args()
     if args.render:
-        from probe.results import write_bytes
+        from probe.files import write_bytes
 
         name, render = (EFFECT_FILE, effect_markdown) if args.effect else (args.name, markdown)
         text = render(json.loads((Path(args.out) / f"{name}.json").read_text()))
@@ -1322,7 +1323,7 @@ def main() -> int:
 
 def save(runs: dict, path: Path, wall_s: float) -> None:
     """`path`: the json file; the markdown goes beside it."""
-    from probe.results import write_bytes, write_json
+    from probe.files import write_bytes, write_json
 
     write_json(path, runs)
     text = markdown(runs)

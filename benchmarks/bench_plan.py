@@ -17,11 +17,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from probe.results import package_versions, write_bytes, write_json
+from probe.files import write_bytes, write_json
+from probe.results import package_versions
 from repro import plan, runner
 from repro.context import Context
 from repro.profiles import get
-from repro.registry import get as get_figure, parse_selection
+from repro.catalog import get as get_figure, parse_selection
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -29,7 +30,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def measure(profile, figures, out: Path) -> dict[int, float]:
     """Wall seconds per figure, from one figure's start to the next one's (recipe, drawing, writing)."""
     marks: list[float] = []
-    runner.run(Context(profile, out), figures, force=True, announce=lambda *_: marks.append(time.perf_counter()))
+    runner.make_figures(Context(profile, out), figures, force=True, announce=lambda *_: marks.append(time.perf_counter()))
     marks.append(time.perf_counter())
     return {figure.id: marks[k + 1] - marks[k] for k, figure in enumerate(figures)}
 

@@ -37,7 +37,8 @@ from probe.data import Pairs
 from probe.evaluate import match_pairs
 from probe.matching import settings_from_dict
 from probe.models import load_encoder
-from probe.results import package_versions, write_bytes, write_json
+from probe.files import write_bytes, write_json
+from probe.results import package_versions
 from repro import data
 from repro.engines import torch_threads
 from repro.profiles.quick import FAST, SWEEP_CLASSES

@@ -3,15 +3,15 @@
 The main calls, loaded on first use so that `import probe` stays cheap:
 
     encoder = probe.load_encoder("mini-clip")                     # any spec: see probe.models
-    run = probe.match(encoder, "cat.png", "rocket.png")           # one experiment call (probe.experiments)
-    probe.save(run, "out/cat2rocket")                             # images, figures, CSV, summary.json last
+    result = probe.match(encoder, "cat.png", "rocket.png")        # one experiment call (probe.experiments)
+    probe.save(result, "out/cat2rocket")                         # images, figures, CSV, summary.json last
 
 Experiments: match, equivalence, spectrum, lipschitz, inspect, classify, systematic, effect; settings:
 FastSettings, PaperSettings.
 """
 from importlib import import_module
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 _EXPORTS = {
     "load_encoder": "probe.models", "default_spec": "probe.models",

@@ -8,16 +8,21 @@ Selection is deterministic: N images per class, drawn with a seeded generator pe
 Named sets for the paper (`NAMED_SETS`): Imagenette's 10 classes and the ImageNet classes the paper
 shows. Their classes are matched in any source by WordNet id, by ImageNet-1k index (1000-class sources)
 or by name, so a local copy (e.g. imagenette2-320/val with WordNet-id folders) works as well as the Hub.
+
+`load_source(text)` reads every way of naming a set in one string (profiles, the CLI): `bundled:photos` (the
+colour photos that ship with scikit-image and matplotlib, offline), `named:NAME[=PATH]`, a plug-in's
+`PREFIX:...` (`register_image_source`; the mini-CLIP's `toy:shapes`, `toy:drawings`), or a path or Hub id.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
+from probe import plugins
 from probe.errors import ProbeError
 from probe.images import decode_image, load_image
 
@@ -123,6 +128,58 @@ def load_named_set(name: str, per_class: int = 1, seed: int = 0, source: str | N
     return load_image_set(named.hub_id, split=split or named.split, classes=named.classes,
                           per_class=per_class, seed=seed, layout="hub", streaming=streaming or named.streaming,
                           token=token, data_dir=named.data_dir, revision=named.revision)
+
+
+# --- sources by name: bundled photos, named sets, plug-ins' sets ------------------------------------
+
+SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "hubble_deep_field.jpg", "ihc.png",
+                  "motorcycle_left.png", "retina.jpg", "rocket.jpg")
+MATPLOTLIB_PHOTOS = ("grace_hopper.jpg",)
+IMAGE_SOURCES: dict[str, tuple[Callable[[str, int], ImageSet], str]] = {}
+
+
+def bundled_photos() -> list[Path]:
+    """The colour photographs that ship with scikit-image and matplotlib (offline): astronaut, chelsea (a cat),
+    coffee, Hubble deep field, immunohistochemistry, motorcycle, retina, rocket, Grace Hopper."""
+    import matplotlib
+    import skimage
+
+    folder = Path(skimage.__file__).parent / "data"
+    samples = Path(matplotlib.get_data_path()) / "sample_data"
+    paths = [folder / name for name in SKIMAGE_PHOTOS] + [samples / name for name in MATPLOTLIB_PHOTOS]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise ProbeError(f"photos missing from the installed packages: {missing}")
+    return paths
+
+
+def reference_images(*folders: Path) -> list[Path]:
+    """The PNGs in `folders` (sorted) and the bundled photos: a reference set for PCA views."""
+    return [path for folder in folders for path in sorted(Path(folder).glob("*.png"))] + bundled_photos()
+
+
+def register_image_source(prefix: str, loader: Callable[[str, int], ImageSet], about: str) -> None:
+    """Add `PREFIX:...` sources (a plug-in's: `probe.plugins`); `loader(rest, seed)` gives the set."""
+    IMAGE_SOURCES[prefix] = (loader, about)
+
+
+def load_source(source: str, per_class: int = 1, seed: int = 0) -> ImageSet:
+    """The image set a source string names (see the module docstring)."""
+    kind, _, rest = source.partition(":")
+    if kind == "bundled" and rest == "photos":
+        paths = bundled_photos()
+        return ImageSet([load_image(p) for p in paths], list(range(len(paths))), [p.stem for p in paths],
+                        [p.name for p in paths], "bundled photos (scikit-image, matplotlib)")
+    if kind == "named":
+        name, _, path = rest.partition("=")
+        if name not in NAMED_SETS:
+            raise ProbeError(f"image source {source!r}: unknown named set; named sets: {', '.join(NAMED_SETS)}")
+        return load_named_set(name, per_class=per_class, seed=seed, source=path or None)
+    if kind and not Path(source).exists():
+        plugins.load()
+        if kind in IMAGE_SOURCES:
+            return IMAGE_SOURCES[kind][0](rest, seed)
+    return load_image_set(source, per_class=per_class, seed=seed)
 
 
 # --- loading -------------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ Here, for an image set and a zero-shot head:
 * success rate: mean of S over the pairs run;
 * matched accuracy: share of matched images still classified as their source's class (the 0%).
 
-Matched images are rounded to 8 bits before classification, as the paper re-reads saved PNGs.
+Matched images are read back from 8-bit PNGs (`probe.readback`) before classification, as the paper re-reads
+saved PNGs.
 `match_pairs` does the work for any list of pairs, so a sweep can be cut into shards (`repro`) and merged.
 """
 from __future__ import annotations
@@ -24,7 +25,8 @@ import torch
 from probe import metrics
 from probe.data import ImageSet, Pairs, all_pairs
 from probe.errors import ProbeError
-from probe.images import quantize
+from probe.images import to_pil
+from probe.readback import pixels, read_as
 from probe.matching import FastSettings, Settings, match
 from probe.progress import Progress, report, within
 from probe.zeroshot import ZeroShotHead, vision_text_matrix
@@ -83,22 +85,21 @@ def match_pairs(encoder, head: ZeroShotHead, images, pairs: Pairs, settings: Set
         if getattr(result, "cancelled", False):
             cancelled = True
             break
-        matched = quantize(result.images.detach())
-        if matched.shape[0] != len(sources):
-            raise ProbeError(f"the matcher returned {matched.shape[0]} images for {len(sources)} pairs")
+        if result.images.shape[0] != len(sources):
+            raise ProbeError(f"the matcher returned {result.images.shape[0]} images for {len(sources)} pairs")
+        target_emb = getattr(result, "target_embedding", None)
+        read = read_as(encoder, head, result.images, target_emb)["png"]
+        matched = pixels(read["pictures"])
         source_pixels = getattr(result, "sources", None)
         source_pixels = (src if torch.is_tensor(src) else torch.stack(src)) if source_pixels is None else source_pixels
-        source_pixels = source_pixels.to(matched.device)
-        with torch.no_grad():
-            embedded = encoder(matched.to(encoder.device))
-        target_emb = getattr(result, "target_embedding", None)
-        rows["probabilities"].append(head.probabilities(embedded).cpu())
+        source_pixels = source_pixels.detach().cpu()
+        rows["probabilities"].append(read["probabilities"])
         rows["converged"].append(torch.as_tensor(result.converged).bool().reshape(-1).cpu())
-        rows["psnr_db"].append(metrics.psnr(matched, source_pixels).cpu())
-        rows["linf_pixel"].append(metrics.linf(matched, source_pixels).cpu())
-        rows["rms_pixel"].append((metrics.l2(matched, source_pixels) / math.sqrt(matched[0].numel())).cpu())
-        rows["cos_to_target"].append(metrics.cosine(embedded, target_emb.to(embedded.device)).cpu()
-                                     if target_emb is not None else torch.full((len(sources),), math.nan))
+        rows["psnr_db"].append(metrics.psnr(matched, source_pixels))
+        rows["linf_pixel"].append(metrics.linf(matched, source_pixels))
+        rows["rms_pixel"].append(metrics.l2(matched, source_pixels) / math.sqrt(matched[0].numel()))
+        rows["cos_to_target"].append(read["cos_to_target"] if target_emb is not None
+                                     else torch.full((len(sources),), math.nan))
         if keep_images:
             rows["matched"].append(matched.cpu())
             rows["sources"].append(source_pixels.cpu())
@@ -115,7 +116,7 @@ def match_pairs(encoder, head: ZeroShotHead, images, pairs: Pairs, settings: Set
 
 
 @dataclass
-class SystematicResult:
+class SystematicOutcome:
     """Per-image clean probabilities and per-pair matched outcomes; the summary numbers derive from them."""
 
     class_names: list[str]
@@ -189,25 +190,23 @@ class SystematicResult:
 def systematic_evaluation(encoder, head: ZeroShotHead, image_set: ImageSet, settings: Settings | None = None,
                           match_fn: MatchFn | None = None, exclude: str = "same_class", batch_size: int = 8,
                           seed: int = 0, keep_images: bool = False,
-                          progress: Progress | None = None) -> SystematicResult:
+                          progress: Progress | None = None) -> SystematicOutcome:
     """Classify the clean images, match every ordered pair of the set (see `probe.data.all_pairs`), round
     the matched images to 8 bits, classify them. `head.classes` must be the image set's class names, in order."""
     if tuple(head.classes) != tuple(image_set.class_names):
         raise ProbeError(f"the head's classes {list(head.classes)} differ from the image set's "
                          f"{image_set.class_names}; build the head from image_set.class_names")
     images, settings = sweep_inputs(encoder, image_set, settings or FastSettings())
-    clean = vision_text_matrix(encoder, head, _clean_view(images))
+    clean = vision_text_matrix(encoder, head, clean_view(images))
     outcomes = match_pairs(encoder, head, images, all_pairs(image_set.labels, exclude), settings, match_fn,
                            batch_size, seed, keep_images, progress)
-    return SystematicResult(list(image_set.class_names), list(image_set.labels), list(image_set.names), clean,
+    return SystematicOutcome(list(image_set.class_names), list(image_set.labels), list(image_set.names), clean,
                             outcomes)
 
 
-def _clean_view(images):
+def clean_view(images):
     """Clean images as the matcher starts from them: the batch, or (paper mode) 8-bit PIL images read through
     the model's own preprocessing."""
     if torch.is_tensor(images):
         return images
-    from probe.images import to_pil
-
     return [to_pil(image) for image in images]

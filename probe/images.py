@@ -10,7 +10,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from probe.errors import ImageError
-from probe.results import write_bytes
+from probe.files import write_bytes
 
 MAX_PIXELS = 100_000_000  # refuse decompression bombs well before they exhaust memory
 
@@ -65,6 +65,22 @@ def decode_image(data: bytes, name: str = "image") -> torch.Tensor:
 def from_pil(img: Image.Image) -> torch.Tensor:
     """A PIL image of any mode -> float tensor (3,H,W) in [0,1]; alpha is composited on white."""
     return torch.from_numpy(np.ascontiguousarray(_to_rgb_array(img).transpose(2, 0, 1)))
+
+
+def as_pixels(item, what: str = "image") -> torch.Tensor:
+    """A file path, PIL image or [0,1] tensor (3,H,W) -> [0,1] float tensor (3,H,W) on the CPU."""
+    if isinstance(item, (str, Path)):
+        return load_image(item)
+    if isinstance(item, Image.Image):
+        return from_pil(item)
+    if torch.is_tensor(item):
+        image = item[0] if item.dim() == 4 and item.shape[0] == 1 else item
+        if image.dim() != 3 or image.shape[0] != 3 or not image.is_floating_point():
+            raise ImageError(f"{what}: expected a [0,1] float image (3,H,W), got {tuple(item.shape)}")
+        if float(image.min()) < -1e-3 or float(image.max()) > 1 + 1e-3:
+            raise ImageError(f"{what}: pixels must be in [0,1] (normalised or 0-255 input?)")
+        return image.detach().float().cpu()
+    raise ImageError(f"{what}: expected a file path, PIL image or [0,1] tensor, got {type(item).__name__}")
 
 
 def to_pil(image: torch.Tensor) -> Image.Image:

@@ -23,14 +23,16 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Protocol
 
 import torch
+from PIL import Image
 
 from probe import metrics
 from probe.errors import DivergenceError, ProbeError
-from probe.images import fit_pixel_count
+from probe.images import fit_pixel_count, from_pil
+from probe.params import Param, check_fields, check_options, params_of, setting
 from probe.progress import Progress, report, within
 
 Tensor = torch.Tensor
@@ -249,6 +251,12 @@ class MatchParts:
 # --- settings: the two modes as values ----------------------------------------------------------------
 
 MAX_MATCH_PIXELS = 1024 * 1024  # source-resolution matching scales larger images down to about 1 megapixel
+MAX_STEPS = 1_000_000
+NORMS = ("linf", "l2")
+OPTIMIZERS = ("adam", "sign", "normalized")
+RESOLUTIONS = ("source", "model")
+MODE = Param("fast: ours, [0,1] pixels under a budget; paper: the authors' exact procedure", kind=str,
+             choices=("fast", "paper")).named("mode", "fast")
 
 
 @dataclass(frozen=True)
@@ -259,21 +267,23 @@ class PaperSettings:
     The start is the model's own (PIL) preprocessing of the 8-bit image, as the authors' code fed the model.
     `budget` (not in the paper) adds a [0,1]-pixel budget in `norm` on top."""
 
-    lr: float = 0.09
-    l2sq_below: float = 16.0
-    cos_above: float = 0.96
-    steps: int = 15000
-    loss: str = "mse"
-    budget: float | None = None
-    norm: str = "linf"
+    lr: float = setting(0.09, "step size of the plain gradient descent", low=0, open_low=True,
+                        unit="normalised input units")
+    l2sq_below: float = setting(16.0, "stop: squared L2 distance to the target below this (and the cosine test)",
+                                low=0, unit="embedding units squared")
+    cos_above: float = setting(0.96, "stop: cosine to the target above this (and the L2 test); > 1 never stops",
+                               low=-1, high=2)
+    steps: int = setting(15000, "iteration cap", kind=int, low=1, high=MAX_STEPS)
+    loss: str = setting("mse", "loss between the embeddings", kind=str, choices=tuple(LOSSES))
+    budget: float | None = setting(None, "extra pixel budget on top of the paper's clamp (not in the paper); "
+                                         "none by default", low=0, high=1, open_low=True, optional=True,
+                                   unit="[0,1] pixels")
+    norm: str = setting("linf", "the budget's norm (l2: root-mean-square)", kind=str, choices=NORMS)
 
     mode = "paper"
 
     def __post_init__(self):
-        _check_common(self.lr, self.steps, self.loss)
-        _check_norm(self.norm)
-        if self.budget is not None:
-            _check_budget(self.budget)
+        check_fields(self)
 
     def parts(self) -> MatchParts:
         constraint = budget_constraint(self.norm, self.budget) if self.budget is not None else None
@@ -297,28 +307,26 @@ class FastSettings:
     "model" the model's input size. `optimizer`: "adam", "sign" or "normalized" (default: adam for linf,
     normalized for l2). `lr`: default budget/8 (adam, sign) or budget/4 (normalized, RMS per step)."""
 
-    budget: float = 8 / 255
-    norm: str = "linf"
-    lr: float | None = None
-    steps: int = 300
-    rel_l2_below: float = 0.01
-    loss: str = "mse"
-    optimizer: str | None = None
-    resolution: str = "source"
-    max_pixels: int = MAX_MATCH_PIXELS
+    budget: float = setting(8 / 255, "largest change allowed: per pixel (linf) or root-mean-square (l2)", low=0,
+                            high=1, open_low=True, unit="[0,1] pixels")
+    norm: str = setting("linf", "the budget's norm (l2: root-mean-square)", kind=str, choices=NORMS)
+    lr: float | None = setting(None, "step size; default budget/8 (adam, sign) or budget/4 (normalized)", low=0,
+                               open_low=True, optional=True, unit="[0,1] pixels")
+    steps: int = setting(300, "iteration cap", kind=int, low=1, high=MAX_STEPS)
+    rel_l2_below: float = setting(0.01, "stop: L2 distance to the target at most this share of its start", low=0,
+                                  high=1)
+    loss: str = setting("mse", "loss between the embeddings", kind=str, choices=tuple(LOSSES))
+    optimizer: str | None = setting(None, "update rule; default adam for linf, normalized for l2", kind=str,
+                                    choices=OPTIMIZERS, optional=True)
+    resolution: str = setting("source", "optimise the source's own pixels (scaled down above max_pixels) or the "
+                                        "model's input size", kind=str, choices=RESOLUTIONS)
+    max_pixels: int = setting(MAX_MATCH_PIXELS, "source resolution: larger sources are scaled down to this many "
+                                                "pixels", kind=int, low=1)
 
     mode = "fast"
 
     def __post_init__(self):
-        _check_budget(self.budget)
-        _check_norm(self.norm)
-        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
-            raise ProbeError(f"optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
-        if self.resolution not in ("model", "source"):
-            raise ProbeError(f"resolution must be 'model' or 'source', got {self.resolution!r}")
-        if not (isinstance(self.max_pixels, int) and self.max_pixels >= 1):
-            raise ProbeError(f"max_pixels must be a positive integer, got {self.max_pixels!r}")
-        _check_common(self.step_size, self.steps, self.loss)
+        check_fields(self)
 
     @property
     def update_rule(self) -> str:
@@ -347,38 +355,25 @@ class FastSettings:
 
 
 Settings = PaperSettings | FastSettings
-OPTIMIZERS = ("adam", "sign", "normalized")
 MODES = {"paper": PaperSettings, "fast": FastSettings}
 
 
-def settings_for(mode: str, **options) -> Settings:
-    """`settings_for("fast", budget=4/255)`: the settings of a mode by name, with a clear error for unknown
-    modes and options."""
-    if mode not in MODES:
-        raise ProbeError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    known = {f.name for f in fields(MODES[mode])}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ProbeError(f"{mode} mode has no option {', '.join(unknown)} (options: {', '.join(sorted(known))})")
-    return MODES[mode](**options)
+def settings_for(mode: str = "fast", model_defaults: dict | None = None, **options) -> Settings:
+    """The settings of a mode by name: its declared defaults, then `model_defaults` (a model's own defaults for
+    this mode, `probe.models.defaults_for`), then `options`; every value checked against its declaration, with a
+    clear error for unknown modes and settings. The one way front ends build settings."""
+    mode = MODE.check(mode)
+    params = params_of(MODES[mode])
+    merged = {**check_options(params, model_defaults or {}, f"{mode} mode"),
+              **check_options(params, {k: v for k, v in options.items() if v is not None}, f"{mode} mode")}
+    return MODES[mode](**merged)
 
 
 def settings_from_dict(record: dict) -> Settings:
     """Settings from their `to_dict()` (repro configs, resume checks); derived keys are ignored."""
-    mode = record.get("mode")
-    if mode not in MODES:
-        raise ProbeError(f"settings need 'mode' in {list(MODES)}, got {mode!r}")
-    known = {f.name for f in fields(MODES[mode])}
+    mode = MODE.check(record.get("mode"))
+    known = params_of(MODES[mode])
     return MODES[mode](**{k: v for k, v in record.items() if k in known})
-
-
-def _check_common(lr: float, steps: int, loss: str) -> None:
-    if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
-        raise ProbeError(f"lr must be a positive number, got {lr}")
-    if not (isinstance(steps, int) and steps >= 1):
-        raise ProbeError(f"steps must be an integer >= 1, got {steps}")
-    if loss not in LOSSES:
-        raise ProbeError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
 
 
 def _check_budget(budget: float) -> None:
@@ -387,14 +382,14 @@ def _check_budget(budget: float) -> None:
 
 
 def _check_norm(norm: str) -> None:
-    if norm not in ("linf", "l2"):
+    if norm not in NORMS:
         raise ProbeError(f"norm must be 'linf' or 'l2', got {norm!r}")
 
 # --- the loop -------------------------------------------------------------------------------------
 
 
 @dataclass
-class MatchResult:
+class MatchedBatch:
     """A batch of matched images and everything recorded on the way (tensors; `probe.experiments` turns one
     pair into a JSON-ready record)."""
 
@@ -416,10 +411,6 @@ class MatchResult:
 def _as_batch(images, name: str) -> Tensor:
     """[0,1] images as (N,3,H,W) float: a tensor (3,H,W)/(N,3,H,W), or a list of same-size PIL images/tensors."""
     if not torch.is_tensor(images):
-        from PIL import Image
-
-        from probe.images import from_pil
-
         items = [from_pil(x) if isinstance(x, Image.Image) else x for x in images]
         if not items or not all(torch.is_tensor(x) for x in items):
             raise ProbeError(f"{name} must be [0,1] image tensors or PIL images")
@@ -466,8 +457,6 @@ def target_embeddings(encoder, targets, n: int, space: str = "pixel") -> Tensor:
 
 def _reference_items(images, name: str) -> list:
     """PIL images pass as they are; tensors are checked as [0,1] images (any sizes, as a list)."""
-    from PIL import Image
-
     if torch.is_tensor(images):
         return list(_as_batch(images, name))
     items = list(images)
@@ -478,7 +467,7 @@ def _reference_items(images, name: str) -> list:
 
 
 def match(encoder, sources, targets, settings: Settings | None = None, *, parts: MatchParts | None = None,
-          seed: int = 0, progress: Progress | None = None) -> MatchResult:
+          seed: int = 0, progress: Progress | None = None) -> MatchedBatch:
     """Match each source image's embedding to its target (an image or an embedding), N pairs at once.
 
     sources: [0,1] images (N,3,H,W) or PIL images (as opened; the paper's start is built from them exactly).
@@ -524,12 +513,12 @@ def match(encoder, sources, targets, settings: Settings | None = None, *, parts:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         result = _run(parts, embed, to_pixels, constraint, x0, source_pixels, target, progress)
-    return MatchResult(**{k: (v.to(out_device) if k in ("images", "sources", "target_embedding") else v)
+    return MatchedBatch(**{k: (v.to(out_device) if k in ("images", "sources", "target_embedding") else v)
                           for k, v in result.items()}, settings=record, start=start, notes=notes)
 
 
 def sweep(encoder, sources, targets, settings: Settings, budgets: list[float], *, seed: int = 0,
-          progress: Progress | None = None) -> list[MatchResult]:
+          progress: Progress | None = None) -> list[MatchedBatch]:
     """One run per budget (as Foolbox's `epsilons`): the same settings with each budget in turn, same seed."""
     if not budgets:
         raise ProbeError("give at least one budget")

@@ -1,5 +1,9 @@
 """The numbers every module reports: embedding closeness and pixel change, per sample."""
+import math
+
 import torch
+
+from probe.errors import ProbeError
 
 Tensor = torch.Tensor
 
@@ -40,3 +44,17 @@ def pixel_change(x: Tensor, x0: Tensor) -> dict[str, Tensor]:
         "mean_abs_pixel": size.mean(dim=1),
         "psnr_db": 10.0 * torch.log10(delta.shape[1] / squared),
     }
+
+
+ROUNDING_RMS = 0.5 / 255  # rounding to 8 bits moves a pixel by at most half a level
+
+
+def psnr_to_rms(psnr_db: float) -> float:
+    """The RMS budget ([0,1] units) whose result, once rounded to 8 bits, stays at or just above `psnr_db`.
+
+    Rounding is nearly independent of the change, so its error adds in quadrature; taking its largest value
+    leaves a margin of a few hundredths of a dB. The PSNR reported is always the one measured."""
+    total = 10 ** (-psnr_db / 20)
+    if total <= ROUNDING_RMS:
+        raise ProbeError(f"a PSNR of {psnr_db} dB is finer than 8-bit rounding allows")
+    return math.sqrt(total**2 - ROUNDING_RMS**2)

@@ -9,7 +9,8 @@ One entry point, `load_encoder(spec)`, like open_clip's factory. A spec is `BACK
     hf:facebook/dinov2-small[@REVISION|@random]   Hugging Face transformers (repo id or local folder)
     timm:vit_small_patch16_224.augreg_in21k[@random|@local:/path/weights.safetensors]
 
-or a preset name from `PRESETS` (e.g. `clip-b32`, `vit-h-14`, `mini-clip`).
+or a preset name (`presets()`: e.g. `clip-b32`, `vit-h-14`; plug-ins add theirs with `register_model`, as the
+mini-CLIP of `probe.toy` does). `ENCODERS` keeps the last few loaded encoders for the CLI, the app and `repro`.
 """
 from __future__ import annotations
 
@@ -22,37 +23,72 @@ import re
 import socket
 import threading
 import urllib.parse
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
+from probe import plugins
 from probe.errors import ModelError, ProbeError
+from probe.images import from_pil, quantize, to_pil
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 CONFIG_DIR = PACKAGE_DIR / "configs"
-MINI_CLIP_DIR = PACKAGE_DIR / "toy" / "mini_clip"  # the shipped mini-CLIP's weights (built by probe.toy)
 
-PRESETS: dict[str, tuple[str, str]] = {
-    "vit-h-14": ("openclip:ViT-H-14@laion2b_s32b_b79k",
-                 "the paper's model: OpenCLIP ViT-H-14, ImageBind-huge's frozen image encoder"),
-    "clip-b32": ("openclip:ViT-B-32-quickgelu@openai",
-                 "CLIP ViT-B/32 (OpenAI weights, with the QuickGELU they were trained with), the paper's alternative"),
-    "clip-l14": ("openclip:ViT-L-14-quickgelu@openai",
-                 "CLIP ViT-L/14 (OpenAI weights, with the QuickGELU they were trained with), the paper's alternative"),
-    "mini-clip": (f"openclip:local-dir:{MINI_CLIP_DIR}",
-                  "the project's trained mini-CLIP (shapes and colours, 64 px): works offline"),
-    "tiny": ("openclip:probe-tiny-vit@random", "2-layer random-init ViT for tests (no meaning)"),
+
+@dataclass(frozen=True)
+class Preset:
+    """A named model: its spec, a line on what it is, its own defaults per matching mode (e.g. the steps a
+    visitor's match gets), and whether it is the offline default."""
+
+    spec: str
+    about: str
+    defaults: dict = field(default_factory=dict)   # mode -> {setting: value}, checked by probe.matching
+    offline_default: bool = False
+
+
+PRESETS: dict[str, Preset] = {
+    "vit-h-14": Preset("openclip:ViT-H-14@laion2b_s32b_b79k",
+                       "the paper's model: OpenCLIP ViT-H-14, ImageBind-huge's frozen image encoder"),
+    "clip-b32": Preset("openclip:ViT-B-32-quickgelu@openai",
+                       "CLIP ViT-B/32 (OpenAI weights, with the QuickGELU they were trained with), the paper's "
+                       "alternative"),
+    "clip-l14": Preset("openclip:ViT-L-14-quickgelu@openai",
+                       "CLIP ViT-L/14 (OpenAI weights, with the QuickGELU they were trained with), the paper's "
+                       "alternative"),
+    "tiny": Preset("openclip:probe-tiny-vit@random", "2-layer random-init ViT for tests (no meaning)"),
 }
 
 BACKENDS = ("openclip", "hf", "timm")
 
 
+def register_model(name: str, spec: str, about: str, defaults: dict | None = None,
+                   offline_default: bool = False) -> None:
+    """Add a named model (a plug-in's: `probe.plugins`); `defaults` maps a matching mode to its settings."""
+    PRESETS[name] = Preset(spec, about, dict(defaults or {}), offline_default)
+
+
+def presets() -> dict[str, Preset]:
+    """Every named model, the plug-ins' included."""
+    plugins.load()
+    return PRESETS
+
+
 def default_spec() -> str:
-    """The offline default model: the shipped mini-CLIP, or the random-init `tiny` where it is absent."""
-    return "mini-clip" if (MINI_CLIP_DIR / "open_clip_config.json").is_file() else "tiny"
+    """The offline default model: the one a plug-in marks so (the shipped mini-CLIP), else the random-init
+    `tiny`."""
+    return next((name for name, p in presets().items() if p.offline_default), "tiny")
+
+
+def defaults_for(spec: str, mode: str) -> dict:
+    """A named model's own settings for a matching mode (`spec` a preset name, with or without @sha256:...)."""
+    base = PINNED_SUFFIX.sub("", spec.strip())
+    preset = presets().get(base)
+    return dict(preset.defaults.get(mode, {})) if preset else {}
 
 
 INTERPOLATIONS = {"bicubic", "bilinear", "nearest"}
@@ -88,8 +124,8 @@ def parse_spec(spec: str) -> ModelSpec:
     spec = spec.strip()
     random_suffix = RANDOM_SUFFIX.search(spec)
     base = spec[:random_suffix.start()] if random_suffix else spec
-    if base in PRESETS:
-        spec = PRESETS[base][0]
+    if base in presets():
+        spec = PRESETS[base].spec
         if random_suffix:  # the preset's architecture: drop its weights tag (a folder's path has none)
             if not spec.startswith("openclip:local-dir:"):
                 spec = spec.rsplit("@", 1)[0]
@@ -97,7 +133,7 @@ def parse_spec(spec: str) -> ModelSpec:
     backend, sep, rest = spec.partition(":")
     if not sep or backend not in BACKENDS:
         raise ModelError(f"model spec {spec!r}: expected BACKEND:NAME[@WEIGHTS] with BACKEND one of "
-                         f"{', '.join(BACKENDS)}, or a preset ({', '.join(PRESETS)})")
+                         f"{', '.join(BACKENDS)}, or a preset ({', '.join(presets())})")
     name, weights = rest, None
     if rest.startswith("local-dir:"):  # paths may hold '@': only a trailing @random[:SEED] is split off
         suffix = RANDOM_SUFFIX.search(rest)
@@ -228,15 +264,11 @@ class Encoder(torch.nn.Module):
         """The model's own preprocessing, as the authors' code fed the model: PIL images (as opened) or [0,1]
         images (N,3,H,W, or a list of (3,H,W) of any sizes, first made 8-bit PIL images, as a saved file would
         be) -> normalised model input (N,3,h,w). Not differentiable; `reference_name` says what ran."""
-        from PIL import Image
-
-        from probe.images import quantize, to_pil
-
         items = list(images) if not torch.is_tensor(images) else list(images if images.dim() == 4 else images[None])
         out = []
         for item in items:
             if self.reference_transform is None:
-                pixels = item if torch.is_tensor(item) else _pil_pixels(item)
+                pixels = item if torch.is_tensor(item) else from_pil(item)
                 out.append(self.preprocess(quantize(pixels)[None].to(self.device).float())[0])
                 continue
             pil = item if isinstance(item, Image.Image) else to_pil(item)
@@ -273,12 +305,6 @@ class Encoder(torch.nn.Module):
                 "interpolation": self.pre.interpolation, "resize_shorter": self.pre.resize_shorter,
                 "reference_preprocessing": self.reference_name, "has_text": self.has_text, "device": str(self.device),
                 "compute_dtype": str(self.compute_dtype).removeprefix("torch.")}
-
-
-def _pil_pixels(image) -> torch.Tensor:
-    from probe.images import from_pil
-
-    return from_pil(image)
 
 
 def _transform_name(library: str, transform) -> str:
@@ -732,8 +758,8 @@ def packaged_preset(parsed: ModelSpec) -> str | None:
     if parsed.backend != "openclip" or not parsed.name.startswith("local-dir:"):
         return None
     folder = Path(parsed.name.removeprefix("local-dir:")).expanduser().resolve()
-    for name, (preset, _) in PRESETS.items():
-        if preset == f"openclip:local-dir:{folder}" and folder.is_relative_to(PACKAGE_DIR):
+    for name, preset in presets().items():
+        if preset.spec == f"openclip:local-dir:{folder}" and folder.is_relative_to(PACKAGE_DIR):
             return name
     return None
 
@@ -770,3 +796,47 @@ def weights_status(spec: str) -> str:
             return f"in the local Hugging Face cache ({repo})"
         return f"not downloaded ({repo or 'no hub repo'}): needs the Hugging Face Hub once"
     return "unknown until loaded (downloaded from the Hub on first use)"
+
+
+def _local_stamp(spec: str) -> tuple:
+    """What a spec names now (a preset may be re-registered) and, for weights on this disk, each file's size and
+    modification time: a cached encoder is reused only while both are unchanged."""
+    try:
+        parsed = parse_spec(PINNED_SUFFIX.sub("", spec.strip()))
+    except ModelError:
+        return (spec,)
+    path = None
+    if parsed.backend == "openclip" and parsed.name.startswith("local-dir:"):
+        path = Path(parsed.name.removeprefix("local-dir:")).expanduser()
+    elif parsed.backend == "hf" and Path(parsed.name).expanduser().is_dir():
+        path = Path(parsed.name).expanduser()
+    elif parsed.backend == "timm" and (parsed.weights or "").startswith("local:"):
+        path = Path(parsed.weights.removeprefix("local:")).expanduser()
+    files = sorted(path.iterdir()) if path is not None and path.is_dir() else [path] if path is not None else []
+    return (str(parsed), *((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files if f.is_file()))
+
+
+class EncoderCache:
+    """The last `size` encoders loaded (by spec, device and dtype), least recently used dropped first; loads are
+    serialised. The one cache the CLI, the app and `repro` keep models in (`ENCODERS`)."""
+
+    def __init__(self, size: int = 4, loader: Callable | None = None):
+        self.size = max(1, size)
+        self.loader = loader or load_encoder
+        self.encoders: OrderedDict[tuple, Encoder] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, spec: str, device: str | torch.device | None = "cpu", dtype: str = "float32") -> Encoder:
+        key = (spec, str(device), dtype, _local_stamp(spec))
+        with self.lock:
+            if key in self.encoders:
+                self.encoders.move_to_end(key)
+                return self.encoders[key]
+            encoder = self.loader(spec, device=device, dtype=dtype)
+            self.encoders[key] = encoder
+            while len(self.encoders) > self.size:
+                self.encoders.popitem(last=False)
+            return encoder
+
+
+ENCODERS = EncoderCache()

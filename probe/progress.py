@@ -8,7 +8,7 @@ A progress callback is `progress(stage, done, total, metrics) -> bool | None`:
 
 Returning False asks the call to stop: it stops at its next check and returns a partial result marked
 `cancelled` (the experiments in `probe.experiments` do this for every call). The library never prints;
-the CLI turns callbacks into tqdm bars (`probe.cli.progress`), the app into a progress bar and live curves.
+the CLI and `repro` turn callbacks into tqdm bars (`probe.terminal`), the app into a progress bar and live curves.
 """
 from __future__ import annotations
 

@@ -1,68 +1,21 @@
-"""Writing outputs so that an interrupted run never leaves a half-written file that looks complete,
-and recording how each result was made (versions, seed, weights, device)."""
-import csv
-import io
-import json
-import math
-import os
-import platform
-import tempfile
+"""Saving an experiment's result, and recording how it was made (versions, seed, weights, device).
+
+`save(result, folder)` is the one writer of `summary.json`, and writes it last: its presence means the folder
+is complete. Every summary carries `format_version` (see CHANGELOG.md) and never a path or name of the machine
+that made it.
+"""
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+from probe.files import atomic_write, write_csv, write_json
+from probe.images import save_png
 
 PACKAGES = ("probe", "torch", "torchvision", "open_clip_torch", "timm", "transformers",
             "huggingface_hub", "numpy", "pillow", "matplotlib")
-
-
-def _atomic_write(path: Path | str, write: Callable[[Path], None]) -> Path:
-    """Let `write` fill a temporary file beside `path`, then move it into place in one step."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)  # mkstemp makes files only their owner can read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_bytes(path: Path | str, data: bytes) -> Path:
-    return _atomic_write(path, lambda tmp: tmp.write_bytes(data))
-
-
-def _jsonable(value: Any) -> Any:
-    """Plain JSON: tensors and arrays become lists, non-finite floats become strings."""
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def write_json(path: Path | str, obj: Any) -> Path:
-    text = json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n"
-    return write_bytes(path, text.encode())
-
-
-def write_csv(path: Path | str, rows: list[dict[str, Any]]) -> Path:
-    buf = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return write_bytes(path, buf.getvalue().encode())
+FORMAT_VERSION = 2   # of summary.json: 2 adds format_version, weights_sha256, and drops host (CHANGELOG.md)
+SUMMARY_FILE = "summary.json"
 
 
 def save_figure(fig, path: Path | str, data: Any | None = None, dpi: int = 120) -> Path:
@@ -70,7 +23,7 @@ def save_figure(fig, path: Path | str, data: Any | None = None, dpi: int = 120) 
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight"))
     plt.close(fig)
     if data is not None:
         write_json(path.with_suffix(".json"), data)
@@ -78,6 +31,8 @@ def save_figure(fig, path: Path | str, data: Any | None = None, dpi: int = 120) 
 
 
 def package_versions() -> dict[str, str]:
+    import platform
+
     versions = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
@@ -88,24 +43,15 @@ def package_versions() -> dict[str, str]:
 
 
 def provenance(**fields: Any) -> dict[str, Any]:
-    """What every summary carries: the caller's fields plus versions, host and time."""
-    return {
-        **fields,
-        "versions": package_versions(),
-        "host": platform.node(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-
-
-SUMMARY_FILE = "summary.json"
+    """What every summary carries: the caller's fields plus the format version, package versions and time."""
+    return {"format_version": FORMAT_VERSION, **fields, "versions": package_versions(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
 def save(result, folder: Path | str) -> Path:
     """Write an experiment result (`probe.experiments`) to `folder`: its images as 8-bit PNG, its tables as CSV,
     its figures as PNG with their numbers as JSON beside them, and `summary.json` (`result.to_dict()`) last, so
     its presence means everything else is complete. Every file is written atomically."""
-    from probe.images import save_png
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / SUMMARY_FILE).unlink(missing_ok=True)  # a rerun into the same folder is complete only at its end

@@ -1,13 +1,17 @@
 """What a server around the experiments needs, kept out of the UI so it is tested without one: the app's
-settings (`space_config.yml`), a bounded model cache limited to an allowlist, checks on uploads and
-parameters, a runner that streams an experiment's progress from a worker thread under a time cap and
-stops it when the client goes away, and a temporary workspace that cleans itself.
+settings (`space_config.yml`, checked against the settings' declarations), the models it may load (an
+allowlist), checks on uploads and on request parameters (derived
+from the declarations, with the app's tighter limits), a runner that streams an experiment's progress from a
+worker thread under a time cap and stops it when the client goes away, and a temporary workspace that cleans
+itself.
 
 `app.py` wires these to Gradio widgets; every computation is still one `probe.experiments` call.
 """
 from __future__ import annotations
 
 import atexit
+import csv
+import json
 import os
 import queue
 import shutil
@@ -15,12 +19,21 @@ import tempfile
 import threading
 import time
 import zipfile
-from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import torch
+import yaml
+from PIL import Image, UnidentifiedImageError
+
 from probe.errors import ProbeError
+from probe.images import as_pixels, open_pil
+from probe.matching import FastSettings, PaperSettings, Settings, settings_for
+from probe.models import EncoderCache, defaults_for, hub_reachable, needs_hub, parse_spec, weights_status
+from probe.params import Param, params_of
+from probe.results import SUMMARY_FILE, save
+from probe.zeroshot import parse_labels
 
 CONFIG_FILE = Path(__file__).resolve().parents[1] / "space_config.yml"
 HARDWARE = ("cpu", "gpu")
@@ -51,7 +64,7 @@ class AppConfig:
     models: dict[str, str]          # display name -> model spec: the allowlist
     default_model: str              # a display name
     offline_model: str              # the display name used when the default's weights cannot be had
-    default_steps: int
+    default_steps: int              # on this hardware, for models without their own (probe.models.defaults_for)
     limits: Limits
     labels: dict[str, list[str]]    # display name -> default class names for zero-shot views
     default_labels: list[str]
@@ -73,20 +86,51 @@ class AppConfig:
     def labels_for(self, model: str) -> list[str]:
         return self.labels.get(self.name(model), self.default_labels)
 
+    def request_params(self, mode: str = "fast") -> dict[str, Param]:
+        """The matching settings a request may set, as declared (`probe.matching`), with this server's limits."""
+        params = params_of(FastSettings if mode == "fast" else PaperSettings)
+        limits = self.limits
+        return {**params, "steps": replace(params["steps"], high=limits.max_steps),
+                "budget": replace(params["budget"], high=limits.max_budget)}
+
+    def steps_for(self, model: str, mode: str = "fast") -> int:
+        """The steps a request gets when it does not say: the model's own default for the mode where it has one
+        (the same in the CLI), else this hardware's."""
+        return defaults_for(self.spec(model), mode).get("steps", self.default_steps)
+
+    def match_gpu_seconds(self, model: str, mode: str = "fast", steps=None) -> int:
+        """ZeroGPU: the seconds a match may hold the GPU (about 0.1 s a step, within the time cap). A request the
+        handler will refuse gets the most."""
+        try:
+            steps = self.steps_for(model, mode) if steps is None else float(steps)
+        except (ProbeError, TypeError, ValueError):
+            steps = self.limits.max_steps
+        return int(min(self.limits.time_cap_seconds, 15 + 0.1 * steps))
+
+    def settings(self, model: str, mode: str, steps, budget) -> Settings:
+        """A request's matching settings: its values checked against the declarations and this server's limits,
+        over the model's own defaults. In paper mode a budget of 0 means none (the authors' procedure)."""
+        params = self.request_params(mode)
+        values = {"steps": params["steps"].check(steps)}
+        if mode == "paper":
+            budget = replace(params["budget"], low=0.0, open_low=False).check(budget)
+            values["budget"] = budget or None
+        else:
+            values["budget"] = params["budget"].check(budget)
+            values["max_pixels"] = self.limits.max_pixels
+        return settings_for(mode, defaults_for(self.spec(model), mode), **values)
+
 
 def detect_hardware() -> str:
     """`gpu` on ZeroGPU or with CUDA, else `cpu`."""
     if os.environ.get("SPACES_ZERO_GPU"):
         return "gpu"
-    import torch
-
     return "gpu" if torch.cuda.is_available() else "cpu"
 
 
 def load_config(path: str | Path = CONFIG_FILE, hardware: str | None = None) -> AppConfig:
-    """Read `space_config.yml` for `hardware` (default: detected), with clear errors for a bad file."""
-    import yaml
-
+    """Read `space_config.yml` for `hardware` (default: detected), with clear errors for a bad file; its
+    defaults and limits are checked against the settings' declarations."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -112,16 +156,23 @@ def load_config(path: str | Path = CONFIG_FILE, hardware: str | None = None) -> 
     for name in (config.default_model, config.offline_model, *config.labels):
         if name not in models:
             raise ProbeError(f"{path}: {name!r} is not in the models allowlist")
-    if not 1 <= config.default_steps <= limits.max_steps:
-        raise ProbeError(f"{path}: default_steps {config.default_steps} is outside [1, max_steps]")
+    declared = params_of(FastSettings)
+    for key, param in (("max_steps", declared["steps"]), ("max_budget", declared["budget"]),
+                       ("max_pixels", declared["max_pixels"])):
+        try:
+            param.check(getattr(limits, key))
+        except ProbeError as err:
+            raise ProbeError(f"{path}: limits.{key}: {err}") from None
+    try:
+        config.request_params()["steps"].check(config.default_steps)
+    except ProbeError as err:
+        raise ProbeError(f"{path}: default_steps: {err}") from None
     return config
 
 
 def hub_repos(spec: str) -> list[str]:
     """The Hugging Face repos a spec downloads from (for the Space's `models:` and `preload_from_hub:`)."""
     import open_clip
-
-    from probe.models import needs_hub, parse_spec
 
     parsed = parse_spec(spec)
     if not needs_hub(parsed):
@@ -136,44 +187,12 @@ def hub_repos(spec: str) -> list[str]:
 
 def weights_available(spec: str) -> bool:
     """Whether a spec loads without the Hub: random init, local folders, or weights already in the cache."""
-    from probe.models import hub_reachable, needs_hub, parse_spec, weights_status
-
     return not needs_hub(parse_spec(spec)) or "cache" in weights_status(spec) or hub_reachable()
-
-
-# --- models ----------------------------------------------------------------------------------------
-
-
-class ModelCache:
-    """At most `size` encoders in memory, least recently used dropped first; loads are serialised."""
-
-    def __init__(self, size: int, device: str = "cpu", loader: Callable | None = None):
-        from probe.models import load_encoder
-
-        self.size, self.device = max(1, size), device
-        self.loader = loader or (lambda spec: load_encoder(spec, device=self.device))
-        self.models: OrderedDict[str, Any] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get(self, spec: str):
-        with self.lock:
-            if spec in self.models:
-                self.models.move_to_end(spec)
-                return self.models[spec]
-            encoder = self.loader(spec)
-            self.models[spec] = encoder
-            while len(self.models) > self.size:
-                self.models.popitem(last=False)
-            return encoder
 
 
 def exact_jacobian_seconds(encoder, image) -> float:
     """A rough cost of the exact Jacobian at `image`: one timed forward + backward pass times the embedding size
     (the VJPs are batched, so this overestimates); the app picks the matrix-free method when it is too slow."""
-    import torch
-
-    from probe.experiments import as_pixels
-
     pixels = encoder.to_model_input(as_pixels(image)[None].to(encoder.device)).detach().requires_grad_(True)
     start = time.perf_counter()
     embedding = encoder(pixels)
@@ -190,10 +209,6 @@ def check_image(path: str | Path | None, limits: Limits, what: str = "image"):
     """An uploaded image file -> (PIL image, notes). Refuses missing, empty, non-image, damaged and too large
     (bytes or pixels, read from the header before decoding) files with a message naming the problem;
     animated images give their first frame."""
-    from PIL import Image, UnidentifiedImageError
-
-    from probe.images import open_pil
-
     if path is None or str(path) == "":
         raise ProbeError(f"{what}: no image given")
     path = Path(path)
@@ -222,29 +237,6 @@ def check_image(path: str | Path | None, limits: Limits, what: str = "image"):
         image = image.copy()
         notes.append(f"{what}: an animated image; its first frame was used")
     return image, notes
-
-
-def check_number(value, name: str, low: float, high: float, integer: bool = False):
-    """A request parameter in [low, high], or a message naming it."""
-    try:
-        number = int(value) if integer else float(value)
-    except (TypeError, ValueError):
-        raise ProbeError(f"{name} must be a number, got {value!r}") from None
-    if integer and float(value) != number:
-        raise ProbeError(f"{name} must be a whole number, got {value!r}")
-    if not low <= number <= high:
-        raise ProbeError(f"{name} must be between {low:g} and {high:g}, got {value!r}")
-    return number
-
-
-def parse_labels(text: str | None, default: list[str]) -> list[str]:
-    labels = [part.strip() for part in (text or "").split(",") if part.strip()]
-    labels = labels or list(default)
-    if len(labels) < 2:
-        raise ProbeError(f"give at least 2 comma-separated class names, got {text!r}")
-    if len(labels) > 100:
-        raise ProbeError(f"at most 100 class names, got {len(labels)}")
-    return labels
 
 
 # --- running an experiment with progress, a time cap and cancellation ---------------------------
@@ -346,3 +338,170 @@ def bundle(folder: Path, name: str = "results.zip") -> Path:
             if path.is_file():
                 archive.write(path, path.relative_to(folder))
     return target
+
+
+# --- one server: its models, its requests, what it shows -------------------------------------------
+
+
+@dataclass
+class Uploads:
+    """Checked uploads: the pictures, the names results call them by (the file's name, not the server's path to
+    it), and notes on what was done to them."""
+
+    pictures: list
+    names: list[str]
+    notes: list[str]
+
+
+class Server:
+    """What one server holds (its settings, device, models two at a time: large ones take gigabytes, and a
+    workspace) and what each view needs besides its experiment call: the request's checks, and the files and
+    numbers it shows. No UI here: `app.py` wires these to widgets."""
+
+    def __init__(self, config: AppConfig, device: str, workspace: Workspace | None = None):
+        self.config, self.device = config, device
+        self.models = EncoderCache(2)
+        self.workspace = workspace or Workspace()
+        default = config.default_model
+        self.default_model = default if weights_available(config.spec(default)) else config.offline_model
+        self.fallback = self.default_model != default
+
+    def encoder(self, model: str):
+        return self.models.get(self.config.spec(model), device=self.device)
+
+    def labels(self, model: str, text: str | None) -> list[str]:
+        """The class names a view reads over: the text's, else the model's defaults; none without a text tower."""
+        return parse_labels(text, self.config.labels_for(model)) if self.encoder(model).has_text else []
+
+    def settings(self, model: str, mode: str, steps, budget) -> Settings:
+        """The request's matching settings (its steps, or the model's default here)."""
+        return self.config.settings(model, mode, self.config.steps_for(model, mode) if steps is None else steps,
+                                    budget)
+
+    def images(self, paths: list, roles: list[str] | None = None) -> Uploads:
+        """Uploaded files checked (`check_image`, each named by its role in its messages)."""
+        if len(paths) > self.config.limits.max_images:
+            raise ProbeError(f"at most {self.config.limits.max_images} images per request, got {len(paths)}")
+        roles = roles or [f"image {i + 1}" for i in range(len(paths))]
+        checked = [check_image(p, self.config.limits, role) for p, role in zip(paths, roles)]
+        return Uploads([c[0] for c in checked], [Path(str(p)).name for p in paths],
+                       [note for c in checked for note in c[1]])
+
+    def saved(self, result, kind: str) -> Path:
+        folder = self.workspace.new(kind)
+        save(result, folder)
+        return folder
+
+    def match_outputs(self, result, uploads: Uploads, timed_out: bool) -> tuple:
+        """A finished match: matched PNG, difference, the zero-shot readings, PCA view, zip, summary."""
+        notes = uploads.notes + ([f"stopped at the time cap ({self.config.limits.time_cap_seconds:g} s) after "
+                                  f"{result.values['steps_run']} steps"] if timed_out else [])
+        result.source, result.target = uploads.names
+        result.values["notes"] = notes + result.values["notes"]
+        folder = self.saved(result, "match")
+        view = folder / "pca_bars.png"
+        return (str(folder / "matched.png"), str(folder / "diff_x50.png"), result.top("source") or None,
+                result.top("matched") or None, str(view) if view.is_file() else None, str(bundle(folder)),
+                json.loads((folder / SUMMARY_FILE).read_text()))
+
+    def inspect_outputs(self, result, notes: list[str], method: str) -> tuple:
+        """Spectrum and Lipschitz plots, the top directions as images, summary."""
+        if result.cancelled:
+            raise ProbeError(f"stopped at the time cap ({self.config.limits.time_cap_seconds:g} s); try method topk "
+                             "or a smaller k")
+        folder = self.saved(result, "inspect")
+        k = result.settings["k"]
+        directions = [(str(folder / f"direction_{i + 1}.png"), f"v{i + 1}, sigma {float(s):.3g}")
+                      for i, s in enumerate(result.spectrum.singular_values[:k])
+                      if (folder / f"direction_{i + 1}.png").is_file()]
+        return (str(folder / "spectrum.png"), str(folder / "lipschitz_eps.png"), directions,
+                result.to_dict() | {"notes": notes, "method_used": method})
+
+    def equivalence_outputs(self, result, sources: list[str], targets: list[str], timed_out: bool) -> tuple:
+        """The matched pictures, the vision x text and cosine matrices, zip, summary. `sources`, `targets`: the
+        uploads' file names, as the result calls them."""
+        pairs = len(result.sources)
+        result.sources, result.targets = (sources * pairs)[:pairs], (targets * pairs)[:pairs]
+        for pair, source, target in zip(result.pairs, result.sources, result.targets):
+            pair.source, pair.target = source, target
+        folder = self.saved(result, "equivalence")
+        gallery = [(str(folder / f"matched_{i + 1}.png"), f"{i + 1}: {p.source} -> {p.target}, cos "
+                    f"{p.values['cos_to_target_png']:.3f}, {p.values['psnr_db_png']:.1f} dB")
+                   for i, p in enumerate(result.pairs)]
+        matrix, cosines = folder / "vision_text_after.png", folder / "cosine_matched.png"
+        summary = result.to_dict() | ({"notes": [f"stopped at the time cap after {len(result.pairs)} pairs"]}
+                                      if timed_out else {})
+        return (gallery, str(matrix) if matrix.is_file() else None, str(cosines) if cosines.is_file() else None,
+                str(bundle(folder)), summary)
+
+    def classify_outputs(self, result, names: list[str]) -> tuple:
+        result.names = names
+        folder = self.saved(result, "classify")
+        return str(folder / "classify.png"), result.to_dict()
+
+    def weights_note(self) -> str:
+        encoder = self.encoder(self.default_model)
+        text = (f"**Model:** {self.default_model} (`{self.config.spec(self.default_model)}`), weights "
+                f"`{encoder.weights}`, device `{self.device}`.")
+        if self.fallback:
+            text += (f" The default ({self.config.default_model}) is not available here: its weights are not in "
+                     "the Hugging Face cache and the Hub cannot be reached. To use pretrained CLIPs, run once where "
+                     "the Hub is reachable (weights go to the Hugging Face cache, `HF_HOME`), or deploy as a Space, "
+                     "which preloads them.")
+        return text
+
+
+def curve_rows(history: list[dict]) -> list[dict]:
+    """The live curves of a match: cosine to the target, and the loss relative to its start, per step."""
+    rows = [r for r in history if r.get("stage", "").endswith("match") and "loss" in r]
+    first = (rows[0]["loss"] or 1.0) if rows else 1.0
+    return ([{"step": r["step"], "value": r["cos_to_target"], "series": "cosine to target"} for r in rows]
+            + [{"step": r["step"], "value": r["loss"] / first, "series": "loss / initial loss"} for r in rows])
+
+
+def caption_of(summary: dict | None) -> str:
+    """The line above a match result: what was reached, and at which resolution."""
+    if not summary or "resolution" not in summary:
+        return ""
+    height, width = summary["resolution"]
+    where = ("the source's resolution" if summary["settings"].get("resolution") == "source"
+             else "the model's input resolution, as the authors ran it" if summary["mode"] == "paper"
+             else "the model's input resolution")
+    return (f"**{summary['status']}.** The matched picture is {width} x {height} pixels ({where}); saved as PNG its "
+            f"cosine to the target is {summary['cos_to_target_png']:.3f} (from {summary['cos_to_target_initial']:.3f}),"
+            f" PSNR {summary['psnr_db_png']:.1f} dB.")
+
+
+def precomputed(folder: Path) -> dict:
+    """The example results shipped in `folder` (made by `examples/precompute.py` through the same calls): per
+    view, what it shows before any click (the live curves as history rows)."""
+    def read(name):
+        path = folder / name / SUMMARY_FILE
+        return (folder / name, json.loads(path.read_text())) if path.is_file() else (None, None)
+
+    out = {}
+    where, summary = read("match")
+    if summary is not None:
+        with open(where / "trace.csv") as handle:
+            history = [{"stage": "match", "step": int(r["step"]), "loss": float(r["loss"]),
+                        "cos_to_target": float(r["cos_to_target"])} for r in csv.DictReader(handle)]
+        zero_shot = summary.get("zero_shot", {})
+        top = {side: dict(sorted(zip(zero_shot.get("classes", []), values), key=lambda kv: -kv[1])[:5])
+               for side, values in (("before", zero_shot.get("source", [])),
+                                    ("after", zero_shot.get("read_back", {}).get("png", [])))}
+        out["match"] = {"matched": str(where / "matched.png"), "diff": str(where / "diff_x50.png"),
+                        "history": history, "pca": str(where / "pca_bars.png"), "zip": str(where / "results.zip"),
+                        "summary": summary, **top,
+                        "caption": f"*Example result, precomputed with the shipped mini-CLIP (`{summary['weights']}`):"
+                                   f" {Path(summary['source']).name} -> {Path(summary['target']).name}, "
+                                   f"{summary['status']}.*"}
+    where, summary = read("inspect")
+    if summary is not None:
+        out["inspect"] = (str(where / "spectrum.png"), str(where / "lipschitz_eps.png"),
+                          [(str(p), p.stem.replace("_", " ")) for p in sorted(where.glob("direction_*.png"))], summary)
+    where, summary = read("equivalence")
+    if summary is not None:
+        out["equivalence"] = ([(str(where / f"matched_{i + 1}.png"), f"{i + 1}: {Path(p['source']).name}")
+                               for i, p in enumerate(summary["pairs"])], str(where / "vision_text_after.png"),
+                              str(where / "cosine_matched.png"), str(where / "results.zip"), summary)
+    return out

@@ -19,15 +19,19 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
 
 from probe.errors import ProbeError
 
 FALLBACK_LOGIT_SCALE = 100.0  # CLIP's trained value (exp of the clamped log-scale 4.6052)
 
-# The 80 prompt templates of OpenAI's CLIP ImageNet evaluation, as format strings with "{}".
-# open_clip ships them as lambdas; calling each on "{}" gives the template text.
-ENSEMBLE_TEMPLATES: tuple[str, ...] = tuple(t("{}") for t in OPENAI_IMAGENET_TEMPLATES)
+
+
+def ensemble_templates() -> tuple[str, ...]:
+    """The 80 prompt templates of OpenAI's CLIP ImageNet evaluation, as format strings with "{}" (open_clip
+    ships them as lambdas; calling each on "{}" gives the text; open_clip is imported here, when asked)."""
+    from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
+
+    return tuple(t("{}") for t in OPENAI_IMAGENET_TEMPLATES)
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,7 @@ def resolve_templates(templates: str | Sequence[str] | None = "none") -> tuple[s
     if templates is None or templates == "none":
         return ("{}",)
     if templates == "ensemble":
-        return ENSEMBLE_TEMPLATES
+        return ensemble_templates()
     if isinstance(templates, (str, Path)):
         path = Path(templates)
         if not path.is_file():
@@ -79,6 +83,16 @@ def resolve_templates(templates: str | Sequence[str] | None = "none") -> tuple[s
             raise ProbeError(f"{where}: template {template!r} must contain '{{}}' exactly once "
                              "(and no other braces)")
     return found
+
+
+def parse_labels(text: str | None, default: Sequence[str] = ()) -> list[str]:
+    """Comma-separated class names (the CLI's --labels, the app's text box); empty gives `default`."""
+    labels = [part.strip() for part in (text or "").split(",") if part.strip()] or list(default)
+    if len(labels) < 2:
+        raise ProbeError(f"give at least 2 comma-separated class names, got {text!r}")
+    if len(labels) > 100:
+        raise ProbeError(f"at most 100 class names, got {len(labels)}")
+    return labels
 
 
 def logit_scale_of(encoder, scale: float | None = None) -> tuple[float, str]:

@@ -18,8 +18,9 @@ any weights. Its metric (a key of figN.json's `metrics`, `a/b` for nested keys, 
 passes when `value op reference` holds within the tolerance: `>=`: value >= reference - tolerance; `<=`: value
 <= reference + tolerance; `==`: |value - reference| <= tolerance.
 
-Exit status: 0 when every requested comparable figure is reproduced or as expected, 1 when any is not reproduced
-or regressed, 2 when any failed. The verdicts go to DIR/verdicts.json and DIR/index.html.
+Exit status (`exit_status`): 0 when every requested comparable figure is reproduced or as expected, 1 when any
+is not reproduced or regressed, 2 when any failed. The verdicts go to DIR/verdicts.json (`write`) and
+DIR/index.html (`repro.report`).
 """
 from __future__ import annotations
 
@@ -28,7 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from probe.errors import ProbeError
-from probe.results import write_json
+from probe.files import write_json
+from repro.catalog import all_figures
+from repro.records import read_failure, read_manifest, read_record
 
 REFERENCES = Path(__file__).with_name("references.json")
 AGAINST = ("paper", "project")
@@ -180,9 +183,6 @@ def judge(figure_id: int, record: dict | None, references: list[Reference], note
 
 
 def verdicts(out: Path) -> list[Verdict]:
-    from repro.registry import all_figures
-    from repro.runner import read_failure, read_manifest, read_record
-
     out = Path(out)
     if not out.is_dir():
         raise ProbeError(f"{out}: no such folder (give the --out folder of a repro run)")
@@ -207,8 +207,6 @@ def _value(value) -> str:
 
 
 def print_table(results: list[Verdict]) -> None:
-    from repro.registry import all_figures
-
     figures = all_figures()
     for v in results:
         if v.status == "not run":
@@ -224,12 +222,7 @@ def print_table(results: list[Verdict]) -> None:
     print(", ".join(f"{n} {s}" for s, n in counts.items() if n))
 
 
-def main(out: str) -> int:
-    from repro import report
-
-    results = verdicts(Path(out))
-    print_table(results)
-    write_json(Path(out) / "verdicts.json", {"legend": LEGEND, "exit_status": exit_status(results),
-                                             "verdicts": [v.to_dict() for v in results]})
-    report.write(Path(out), results)
-    return exit_status(results)
+def write(out: Path, results: list[Verdict]) -> Path:
+    """DIR/verdicts.json: every verdict, the legend and the exit status."""
+    return write_json(Path(out) / "verdicts.json", {"legend": LEGEND, "exit_status": exit_status(results),
+                                                    "verdicts": [v.to_dict() for v in results]})

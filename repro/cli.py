@@ -1,13 +1,24 @@
-"""`python -m repro list | figN | all | check DIR`: parse, run figures through the runner, print progress and
-one line per figure. Bad input prints one line (`repro: error: ...`) and exits 2; an interrupted run exits 130."""
+"""`python -m repro list | figN | all | plan | check DIR`: parse, run figures through the runner, print progress
+and one line per figure. Bad input prints one line (`repro: error: ...`) and exits 2; an interrupted run exits
+130; `check` exits 0, 1 or 2 (`repro.check`)."""
 from __future__ import annotations
 
 import argparse
 import re
 import sys
 import time
+from dataclasses import replace
+
+import torch
 
 from probe.errors import ProbeError
+from probe.files import write_json
+from probe.models import resolve_device
+from probe.terminal import Bars
+from repro import check, engines, plan, report, runner
+from repro.catalog import all_figures, get, parse_selection
+from repro.context import Context
+from repro.profiles import IMAGE_ROLES, MODEL_ROLES, get as get_profile, parse_overrides, smoke
 
 USAGE = """python -m repro list
 python -m repro figN|all [--quick | --profile paper|quick] [--figures 1,3-5] [--model [ROLE=]SPEC]
@@ -50,8 +61,6 @@ def parser() -> argparse.ArgumentParser:
 
 
 def list_figures() -> int:
-    from repro.registry import all_figures
-
     for fid, f in all_figures().items():
         print(f"fig{fid:<3d} {f.kind:14s} {f.title}")
         print(f"       tests {f.claim_text()}")
@@ -59,13 +68,9 @@ def list_figures() -> int:
 
 
 def build_profile(args):
-    from dataclasses import replace
-
-    from repro.profiles import IMAGE_ROLES, MODEL_ROLES, get, parse_overrides, smoke
-
     if args.quick and args.profile not in (None, "quick"):
         raise ProbeError("--quick and --profile paper contradict each other")
-    profile = get(args.profile or "quick")
+    profile = get_profile(args.profile or "quick")
     models = parse_overrides(args.model, MODEL_ROLES, "main")
     if models:
         profile = profile.with_models(**models)
@@ -85,8 +90,6 @@ def build_profile(args):
 
 
 def selection(args) -> list[int]:
-    from repro.registry import all_figures, get, parse_selection
-
     command = args.command
     if command in ("all", "plan"):
         return parse_selection(args.figures) if args.figures else list(all_figures())
@@ -99,22 +102,16 @@ def selection(args) -> list[int]:
 
 
 def run_figures(args) -> int:
-    from probe.models import resolve_device
-    from repro import engines, runner
-    from repro.context import Context
-    from repro.progress import FigureBars
-    from repro.registry import get
-
     figures = [get(i) for i in selection(args)]
     profile = build_profile(args)
     resolve_device(args.device)
     out = args.out or f"out/repro-{profile.name}"
     engine = engines.make(args.engine, args.address, args.gpu_share)
-    bars = FigureBars(enabled=not args.quiet)
+    bars = Bars(enabled=not args.quiet)
     ctx = Context(profile, out, engine=engine, device=args.device, dtype=args.dtype, progress=bars)
     start = time.perf_counter()
     try:
-        statuses = runner.run(ctx, figures, force=args.force, announce=bars.figure)
+        statuses = runner.make_figures(ctx, figures, force=args.force, announce=bars.announce)
     finally:
         bars.close()
         engine.close()
@@ -135,27 +132,26 @@ def run_figures(args) -> int:
 
 def plan_figures(args) -> int:
     """Print (and with --json write) what the figures will cost: `repro.plan`."""
-    from probe.models import resolve_device
-    from probe.results import write_json
-    from repro import plan
-    from repro.registry import get
-
     if args.workers < 1:
         raise ProbeError(f"--workers must be >= 1, got {args.workers}")
     figures = [get(i) for i in selection(args)]
     profile = build_profile(args)
-    if args.device.startswith("cuda") and not args.table:
-        import torch
-
-        if torch.cuda.is_available():
-            resolve_device(args.device)
-    elif not args.device.startswith("cuda"):
-        resolve_device(args.device)
+    if not args.device.startswith("cuda") or (torch.cuda.is_available() and not args.table):
+        resolve_device(args.device)   # a CUDA device that is not here falls back to the checked-in table
     calibrations, note = plan.calibrations_for(profile, figures, args.device, args.table)
     record = plan.report(profile, figures, args.device, args.workers, calibrations, note)
     if args.json:
         write_json(args.json, record)
     return 0
+
+
+def check_run(folder: str) -> int:
+    """The verdicts of a run: printed, written to verdicts.json and index.html; the exit status."""
+    results = check.verdicts(folder)
+    check.print_table(results)
+    check.write(folder, results)
+    report.write(folder, results)
+    return check.exit_status(results)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,11 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "plan":
             return plan_figures(args)
         if args.command == "check":
-            from repro.check import main as check
-
             if not args.folder:
                 raise ProbeError("check needs the folder of a run: python -m repro check DIR")
-            return check(args.folder)
+            return check_run(args.folder)
         if args.folder:
             raise ProbeError(f"unexpected argument {args.folder!r}")
         return run_figures(args)

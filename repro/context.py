@@ -9,8 +9,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from probe import experiments
 from probe.errors import ProbeError
 from probe.matching import settings_from_dict
+from probe.models import ENCODERS
 from probe.progress import Progress, within
 from repro import data, fingerprints
 from repro.engines import LocalEngine, SweepJob, run_sweep
@@ -44,11 +46,11 @@ class Context:
     def stage(self, name: str) -> Progress | None:
         return within(self.progress, name)
 
-    def finished(self, run):
-        """The run, unless it was cancelled (then the figure stops here)."""
-        if run is None or getattr(run, "cancelled", False):
+    def finished(self, result):
+        """The result, unless it was cancelled (then the figure stops here)."""
+        if result is None or getattr(result, "cancelled", False):
             raise Interrupted(f"fig{self.figure.id} interrupted")
-        return run
+        return result
 
     # --- models and images by role ---
 
@@ -67,10 +69,8 @@ class Context:
         if spec in self._failed:   # a model that did not load fails every figure at once, not after a retry each
             raise self._failed[spec]
         if spec not in self._encoders:
-            from probe.models import load_encoder
-
             try:
-                self._encoders[spec] = load_encoder(spec, device=self.device, dtype=self.dtype)
+                self._encoders[spec] = ENCODERS.get(spec, device=self.device, dtype=self.dtype)
             except ProbeError as err:
                 self._failed[spec] = err
                 raise
@@ -124,9 +124,7 @@ class Context:
     def sweep(self, name: str, image_set, settings_record: dict, batch_size: int, model_role: str = "main",
               head=None):
         """The systematic evaluation of `image_set` on a role's model, in shards through the engine (resumed
-        from the shard files in OUT/shards): (`SystematicRun` with the matched images kept, its `SweepPlan`)."""
-        from probe import experiments
-
+        from the shard files in OUT/shards): (`SystematicResult` with the matched images kept, its `SweepPlan`)."""
         encoder = self.model(model_role)
         key = "sweep:" + fingerprints.of([name, self.spec(model_role), data.fingerprint(image_set), settings_record,
                                           batch_size])
@@ -141,10 +139,10 @@ class Context:
         outcomes = run_sweep(job, self.out, self.engine, self.stage(f"sweep {name}"), encoder)
         if outcomes is None:
             raise Interrupted(f"sweep {name} interrupted (finished shards are kept)")
-        run = experiments.systematic_from(encoder, plan, outcomes, time.perf_counter() - start)
-        run.settings |= {"shard_size": job.shard_size, "shards": job.shards, "threads": job.threads,
-                         "engine": self.engine.describe(), "sweep_key": job.key()}
-        self._memo[key] = (run, plan)
+        result = experiments.systematic_from(encoder, plan, outcomes, time.perf_counter() - start)
+        result.settings |= {"shard_size": job.shard_size, "shards": job.shards, "threads": job.threads,
+                            "engine": self.engine.describe(), "sweep_key": job.key()}
+        self._memo[key] = (result, plan)
         return self._memo[key]
 
     # --- fingerprints ---

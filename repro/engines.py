@@ -19,6 +19,10 @@ import torch
 
 from probe.data import Pairs
 from probe.errors import ProbeError
+from probe.evaluate import PairOutcomes, match_pairs
+from probe.experiments import merge_outcomes
+from probe.files import write_bytes
+from probe.models import ENCODERS
 from probe.progress import Progress, report, within
 from repro import fingerprints
 
@@ -77,28 +81,17 @@ def torch_threads(count: int):
         torch.set_num_threads(previous)
 
 
-_ENCODERS: dict[tuple, Any] = {}
-
-
 def _encoder(job: SweepJob):
     """The job's model in this process (loaded once per worker), checked against the driver's weights."""
-    key = (job.spec, job.device, job.dtype)
-    if key not in _ENCODERS:
-        from probe.models import load_encoder
-
-        encoder = load_encoder(job.spec, device=job.device, dtype=job.dtype)
-        found = encoder.weights_sha256
-        if found != job.weights_sha256:
-            raise ProbeError(f"{job.spec} on this worker has weights {found[:12]}, the driver "
-                             f"{job.weights_sha256[:12]}: install the same weights on every node")
-        _ENCODERS[key] = encoder
-    return _ENCODERS[key]
+    encoder = ENCODERS.get(job.spec, device=job.device, dtype=job.dtype)
+    if encoder.weights_sha256 != job.weights_sha256:
+        raise ProbeError(f"{job.spec} on this worker has weights {encoder.weights_sha256[:12]}, the driver "
+                         f"{job.weights_sha256[:12]}: install the same weights on every node")
+    return encoder
 
 
 def run_shard(job: SweepJob, index: int, encoder=None, progress: Progress | None = None) -> dict | None:
     """Match shard `index` of the job; its outcomes as CPU tensors, or None when cancelled."""
-    from probe.evaluate import match_pairs
-
     encoder = encoder or _encoder(job)
     with torch_threads(job.threads):
         out = match_pairs(encoder, job.head, job.images, job.shard_pairs(index), job.settings,
@@ -119,8 +112,6 @@ def shard_folder(out: Path, job: SweepJob) -> Path:
 
 
 def save_shard(folder: Path, payload: dict) -> Path:
-    from probe.results import write_bytes
-
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     return write_bytes(folder / f"shard-{payload['index']:04d}.pt", buffer.getvalue())
@@ -143,8 +134,6 @@ def load_shard(folder: Path, job: SweepJob, index: int) -> dict | None:
 
 
 def _outcomes(payload: dict, rule: str):
-    from probe.evaluate import PairOutcomes
-
     values = {f: payload[f] for f in FIELDS}
     values["matched"] = values["matched"].float() / 255
     return PairOutcomes(Pairs(tuple(payload["sources_idx"]), tuple(payload["targets_idx"]), rule), **values)
@@ -153,8 +142,6 @@ def _outcomes(payload: dict, rule: str):
 def run_sweep(job: SweepJob, out: Path, engine, progress: Progress | None = None, encoder=None):
     """All shards of the job, from their files or run by `engine`, merged in shard order (`PairOutcomes`);
     None when the run was cancelled (the finished shards stay on disk)."""
-    from probe.experiments import merge_outcomes
-
     folder = shard_folder(out, job)
     payloads = {i: p for i in range(job.shards) if (p := load_shard(folder, job, i)) is not None}
     todo = [i for i in range(job.shards) if i not in payloads]

@@ -6,12 +6,12 @@ import json
 
 import torch
 
+from probe.files import jsonable
+
 
 def of(record) -> str:
     """sha256 of a JSON-able record, keys sorted (the same record always gives the same hash)."""
-    from probe.results import _jsonable
-
-    return hashlib.sha256(json.dumps(_jsonable(record), sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(jsonable(record), sort_keys=True).encode()).hexdigest()
 
 
 def tensors(*items) -> str:

@@ -24,9 +24,10 @@ from pathlib import Path
 
 import torch
 
+from probe.data import NAMED_SETS
 from probe.errors import ProbeError
 from probe.geometry import saved_activation_bytes
-from probe.models import load_encoder, parse_spec, resolve_device
+from probe.models import load_encoder, needs_hub, parse_spec, resolve_device
 from repro.work import Work
 
 CALIBRATION = Path(__file__).with_name("calibration.json")
@@ -219,9 +220,6 @@ def spread(costs: list[FigureCost], workers: int) -> float:
 
 def downloads(profile, figures) -> list[str]:
     """What the first run downloads from the Hugging Face Hub, and about how much."""
-    from probe.data import NAMED_SETS
-    from probe.models import needs_hub
-
     lines = []
     roles = {w.role for f in figures if f.work for w in f.work(profile.figure(f.id), profile)}
     for role in sorted(roles):

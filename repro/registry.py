@@ -1,15 +1,14 @@
 """Figure id -> recipe, title, the claim it tests, and whether it is faithful (caption known) or a
-reconstruction. Recipes register themselves with `@figure(...)`, as timm registers models."""
+reconstruction. Recipes register themselves with `@figure(...)`, as timm registers models; the registry never
+imports them (`repro.catalog` loads them all)."""
 from __future__ import annotations
 
 import hashlib
 import inspect
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from probe.errors import ProbeError
 
 CLAIMS = {
     "claim 1": "large piecewise-linear subspaces: very different inputs share one embedding",
@@ -69,34 +68,3 @@ def figure(id: int, title: str, tests: tuple[str, ...], design: str, metrics: tu
         FIGURES[id] = Figure(id, title, tuple(tests), design, id <= 5, tuple(metrics), recipe, sweep, code, work)
         return recipe
     return register
-
-
-def all_figures() -> dict[int, Figure]:
-    import repro.figures  # noqa: F401  (registers every recipe)
-
-    return dict(sorted(FIGURES.items()))
-
-
-def get(id: int) -> Figure:
-    figures = all_figures()
-    if id not in figures:
-        raise ProbeError(f"unknown figure {id}; figures are {min(figures)}-{max(figures)} (python -m repro list)")
-    return figures[id]
-
-
-def parse_selection(text: str) -> list[int]:
-    """`1,3-5` -> [1, 3, 4, 5] (sorted, unique), every id a registered figure."""
-    known = all_figures()
-    chosen: set[int] = set()
-    for part in (p.strip() for p in text.split(",")):
-        match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if not match:
-            raise ProbeError(f"--figures {text!r}: expected ids and ranges like 1,3-5")
-        low, high = int(match.group(1)), int(match.group(2) or match.group(1))
-        if low > high:
-            raise ProbeError(f"--figures {text!r}: range {part} runs backwards")
-        missing = [i for i in range(low, high + 1) if i not in known]
-        if missing:
-            raise ProbeError(f"--figures {text!r}: no figure {missing[0]} (figures are {min(known)}-{max(known)})")
-        chosen.update(range(low, high + 1))
-    return sorted(chosen)

@@ -6,7 +6,10 @@ import html
 import json
 from pathlib import Path
 
-from probe.results import write_bytes
+from probe.files import write_bytes
+from repro.catalog import all_figures
+from repro.check import LEGEND, verdicts
+from repro.records import read_manifest, read_record
 
 STYLE = """body{font-family:sans-serif;max-width:1400px;margin:2em auto;padding:0 1em;color:#222}
 img{max-width:100%;border:1px solid #ccc}table{border-collapse:collapse;margin:.5em 0}
@@ -44,8 +47,6 @@ def _verdict(v) -> str:
 
 
 def _legend() -> str:
-    from repro.check import LEGEND
-
     rows = "".join(f"<tr><td>{_badge(status)}</td><td>{_e(text)}</td></tr>" for status, text in LEGEND.items())
     return f"<details open><summary>What the verdicts mean</summary><table>{rows}</table></details>"
 
@@ -56,10 +57,6 @@ def _badge(status: str) -> str:
 
 def write(out: Path, results=None) -> Path:
     """Write OUT/index.html from the figures there (verdicts from `repro.check` unless given)."""
-    from repro.check import verdicts
-    from repro.registry import all_figures
-    from repro.runner import read_manifest, read_record
-
     out = Path(out)
     results = {v.figure: v for v in (results if results is not None else verdicts(out))}
     manifest = read_manifest(out)

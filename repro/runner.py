@@ -11,7 +11,6 @@ disk, and its fingerprint equals the one its settings, weights, images and recip
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import platform
 import shlex
@@ -20,40 +19,14 @@ import time
 import traceback
 from pathlib import Path
 
-from probe.results import package_versions, write_bytes, write_json
+from probe.files import write_bytes, write_json
+from probe.results import package_versions
 from repro import report
+from repro.records import MANIFEST, paths, read_manifest, read_record
 from repro.compose import compose
 from repro.context import Context, Interrupted
 from repro.engines import torch_threads
 from repro.registry import Figure
-
-MANIFEST = "manifest.json"
-
-
-def paths(out: Path, figure_id: int) -> tuple[Path, Path]:
-    return Path(out) / f"fig{figure_id}.png", Path(out) / f"fig{figure_id}.json"
-
-
-def read_record(out: Path, figure_id: int) -> dict | None:
-    """figN.json if it is complete and figN.png is the file it describes; None otherwise."""
-    png, record_path = paths(out, figure_id)
-    try:
-        record = json.loads(record_path.read_text())
-        digest = hashlib.sha256(png.read_bytes()).hexdigest()
-    except (OSError, ValueError):
-        return None
-    ok = isinstance(record, dict) and record.get("complete") is True and record.get("png_sha256") == digest
-    return record if ok else None
-
-
-def read_failure(out: Path, figure_id: int) -> str | None:
-    """What figure `figure_id` raised when it last ran, from its failure record (None: no such record)."""
-    try:
-        record = json.loads(paths(out, figure_id)[1].read_text())
-    except (OSError, ValueError):
-        return None
-    return record.get("error") if isinstance(record, dict) and record.get("failed") else None
-
 
 def write_failure(ctx: Context, figure: Figure, error: BaseException) -> str:
     """Record that a figure raised: figN.json says so (never complete), and a stale figN.png goes."""
@@ -134,13 +107,6 @@ def git_state() -> dict:
     return {"commit": commit.stdout.strip() or None, "dirty": bool(dirty.stdout.strip())}
 
 
-def read_manifest(out: Path) -> dict:
-    try:
-        return json.loads((Path(out) / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def note_run(ctx: Context, statuses: dict[int, str], seconds: float, command: list[str]) -> None:
     """Append a run (command, figure statuses, wall time, load average) to the manifest's `runs`."""
     manifest = read_manifest(ctx.out)
@@ -177,16 +143,16 @@ def update_manifest(ctx: Context, entries: dict[int, dict], requested: list[int]
     return manifest
 
 
-def run(ctx: Context, figures: list[Figure], force: bool = False, announce=None) -> dict[int, str]:
+def make_figures(ctx: Context, figures: list[Figure], force: bool = False, announce=None) -> dict[int, str]:
     """Make each figure unless finished (or `force`); returns figure id -> "done", "skipped", "failed: <error>"
     (the run goes on) or "interrupted" (the run stops there)."""
     with torch_threads(ctx.profile.threads):
-        statuses = _run(ctx, figures, force, announce)
+        statuses = _make(ctx, figures, force, announce)
     report.write(ctx.out)
     return statuses
 
 
-def _run(ctx: Context, figures: list[Figure], force: bool, announce) -> dict[int, str]:
+def _make(ctx: Context, figures: list[Figure], force: bool, announce) -> dict[int, str]:
     statuses: dict[int, str] = {}
     ctx.out.mkdir(parents=True, exist_ok=True)
     update_manifest(ctx, {}, requested=[f.id for f in figures])

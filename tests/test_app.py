@@ -16,7 +16,7 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 
 import app as app_module  # noqa: E402
-from probe.serving import WORKER_NAME, load_config  # noqa: E402
+from probe.serving import WORKER_NAME, load_config, precomputed  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CAT, COFFEE, ROCKET = (str(ROOT / "examples" / n) for n in ("cat.png", "coffee.png", "rocket.png"))
@@ -131,10 +131,10 @@ def _huge(tmp_path) -> str:
     ({"source": "truncated"}, "damaged or truncated"),
     ({"source": "empty"}, "empty"),
     ({"source": "huge"}, "more than the 4,000,000 allowed"),
-    ({"steps": 0}, "steps must be between 1 and 400"),
-    ({"steps": 10**6}, "steps must be between 1 and 400"),
-    ({"budget": 2.0}, "budget must be between 0 and 0.25"),
-    ({"budget": 0.0}, "budget must be > 0 in fast mode"),
+    ({"steps": 0}, "steps must be in [1, 400]"),
+    ({"steps": 10**6}, "steps must be in [1, 400]"),
+    ({"budget": 2.0}, "budget must be in (0, 0.25]"),
+    ({"budget": 0.0}, "budget must be in (0, 0.25]"),
     ({"mode": "bogus"}, "bogus"),
     ({"model": "openclip:ViT-L-14@openai"}, "is not offered here"),
 ])
@@ -222,7 +222,7 @@ def test_cancel_frees_the_slot_at_once(tmp_path):
 def test_precomputed_example_was_made_by_the_shipped_weights():
     from probe import experiments
     from probe.matching import settings_from_dict
-    from probe.models import MINI_CLIP_DIR
+    from probe.toy import MINI_CLIP_DIR
 
     folder = ROOT / "examples" / "precomputed" / "match"
     summary = json.loads((folder / "summary.json").read_text())
@@ -235,8 +235,8 @@ def test_precomputed_example_was_made_by_the_shipped_weights():
     for tab in ("inspect", "equivalence"):   # the other tabs' examples were made by the same weights
         record = json.loads((folder.parent / tab / "summary.json").read_text())
         assert record["weights_sha256"] == shipped and record["weights"] == summary["weights"], tab
-    initial = app_module._precomputed()
-    assert initial["summary"] == summary and initial["after"]["blue star"] > 0.9
+    initial = precomputed(ROOT / "examples" / "precomputed")
+    assert initial["match"]["summary"] == summary and initial["match"]["after"]["blue star"] > 0.9
     assert len(initial["inspect"][2]) == 4 and all(Path(p).is_file() for p, _ in initial["equivalence"][0])
 
 
@@ -281,3 +281,31 @@ def test_mcp_tools_carry_the_endpoints_and_their_docs(tmp_path):
         assert "L-inf budget in [0,1] pixels" in json.dumps(tools["match"])
     finally:
         demo.close()
+
+
+def test_one_match_through_the_api_the_cli_and_the_app_is_the_same(client, server, tmp_path):
+    """Fast mode, 20 steps, L-inf 8/255, seed 0, the source's resolution, the app's pixel cap: the library call, the
+    command line and the app's endpoint give the same cosines and the same PNG bytes."""
+    from probe import experiments
+    from probe.cli import main
+    from probe.matching import settings_for
+    from probe.results import save
+
+    _, app = server
+    cap = app.config.limits.max_pixels
+    library = experiments.match("mini-clip", CAT, STAR, settings_for("fast", steps=20, budget=8 / 255, max_pixels=cap),
+                                seed=0)
+    (tmp_path / "api").mkdir()
+    save(library, tmp_path / "api")
+    assert main(["match", "--model", "mini-clip", "--source", CAT, "--target", STAR, "--steps", "20", "--budget",
+                 str(8 / 255), "--max-pixels", str(cap), "--seed", "0", "--quiet", "--out", str(tmp_path / "cli")]) == 0
+    outputs = client.predict(source=handle_file(CAT), target=handle_file(STAR), model=MINI, mode="fast", steps=20,
+                             budget=8 / 255, api_name="/match")
+    served = outputs[-1]
+    cli = json.loads((tmp_path / "cli" / "summary.json").read_text())
+    for key in ("cos_to_target_initial", "cos_to_target_final", "cos_to_target_png", "cos_to_target_png_reference",
+                "psnr_db_png", "steps_run"):
+        assert library.values[key] == cli[key] == served[key], key
+    png = (tmp_path / "api" / "matched.png").read_bytes()
+    assert png == (tmp_path / "cli" / "matched.png").read_bytes() == Path(outputs[0]).read_bytes()
+    assert served["settings"] == cli["settings"] == library.settings

@@ -44,11 +44,14 @@ def test_a_visitor_runs_an_example_match(page_url, tmp_path):
         expect(page.get_by_text("Example result, precomputed with the shipped mini-CLIP")).to_be_visible(timeout=60_000)
         page.get_by_text("example pairs").scroll_into_view_if_needed()
         page.locator(".gallery-item, tr.tr-body, button.gallery").nth(1).click()   # coffee -> green square
+        expect(page.locator("img[src*='coffee']").first).to_be_visible(timeout=60_000)   # the example is in place
         page.get_by_role("button", name="Match", exact=True).click()
         expect(page.get_by_text("ran 25 steps, the cap").first).to_be_visible(timeout=240_000)
         expect(page.get_by_text("x 213 pixels (the source's resolution)")).to_be_visible(timeout=60_000)
         expect(page.get_by_text("green square").first).to_be_visible(timeout=60_000)
         text = page.inner_text("body")
+        assert re.search(r'"source"\s*:\s*"coffee.png"', text) and re.search(r'"target"\s*:\s*"green_square.png"', text), \
+            "the summary is not of the example clicked (coffee -> green square)"
         initial = float(re.search(r'"cos_to_target_initial"\s*:\s*([-0-9.]+)', text).group(1))
         saved = float(re.search(r'"cos_to_target_png"\s*:\s*([-0-9.]+)', text).group(1))
         assert saved > initial + 0.5 and saved > 0.8, (initial, saved)   # the rendered numbers of this run

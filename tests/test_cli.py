@@ -48,8 +48,8 @@ def test_models_lists_presets(capsys):
 
 @pytest.mark.parametrize("args,fragment", [
     (["--model", "nope:x"], "BACKEND:NAME"),
-    (["--steps", "0"], "--steps must be > 0"),
-    (["--lr", "-1"], "--lr must be > 0"),
+    (["--steps", "0"], "--steps must be in [1, 1000000]"),
+    (["--lr", "-1"], "--lr must be in (0, inf]"),
     (["--budget", "1.5"], "--budget must be in (0, 1]"),
     (["--source", "missing.png"], "no such file: missing.png"),
     (["--device", "tpu"], "device 'tpu'"),

@@ -151,9 +151,12 @@ def test_every_long_call_reports_progress_and_cancels(call, mini_clip, tmp_path)
     elif call == "systematic":
         run = experiments.systematic(mini_clip, _shapes_set(), FastSettings(steps=5), batch_size=2,
                                      progress=_stop_after(9)[0])
-        assert 0 < len(run.result.pairs) < 12
+        assert 0 < len(run.outcome.pairs) < 12
     else:
-        run = experiments.effect(mini_clip, ["shapes"], [35.0, 30.0], steps=5, n_shapes=2,
+        from probe.toy.data import class_names
+        from probe.toy.effect import shape_pairs
+
+        run = experiments.effect(mini_clip, [shape_pairs(mini_clip, n=2)], class_names(), [35.0, 30.0], steps=5,
                                  progress=_stop_after(8)[0])
         assert len(run.results["shapes"]) == 1
     assert run.cancelled
@@ -180,7 +183,7 @@ def test_systematic_on_mini_clip_turns_accuracy_around(mini_clip, tmp_path):
     """The sister paper's effect on the mini-CLIP's own classes: clean shapes classified right, matched ones
     as their targets."""
     run = experiments.systematic(mini_clip, _shapes_set(), FastSettings(steps=60, resolution="model"), batch_size=12)
-    r = run.result
+    r = run.outcome
     assert r.clean_accuracy == 1.0 and r.success_rate >= 0.9 and r.matched_accuracy <= 0.1
     save(run, tmp_path)
     record = json.loads((tmp_path / "summary.json").read_text())

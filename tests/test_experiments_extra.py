@@ -47,7 +47,7 @@ def test_systematic_in_shards_equals_one_run(mini_clip, shapes):
                                                                   plan.pairs.targets[i:i + 2], plan.pairs.rule),
                          plan.settings, batch_size=2) for i in range(0, len(plan.pairs), 2)]
     sharded = experiments.systematic_from(mini_clip, plan, experiments.merge_outcomes(parts), 0.0)
-    a, b = whole.result.summary(), sharded.result.summary()
+    a, b = whole.outcome.summary(), sharded.outcome.summary()
     assert a == b and len(parts) == 3
     assert sharded.settings["exclude"] == whole.settings["exclude"]
 

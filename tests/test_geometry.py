@@ -257,9 +257,11 @@ def test_cli_spectrum_and_lipschitz_write_results(tmp_path, small_png):
 
 def test_cli_bad_arguments_give_one_clear_line(tmp_path, small_png, capsys):
     args = ["lipschitz", "--model", "tiny", "--image", small_png, "--out", str(tmp_path)]
-    assert main(args + ["--eps", "0.1,-1"]) == 2
+    with pytest.raises(SystemExit) as exit_info:   # argparse checks the declared range before anything loads
+        main(args + ["--eps", "0.1,-1"])
+    assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith("error:") and "eps" in err and "Traceback" not in err and err.count("\n") == 1
+    assert "--eps must be in (0, inf]" in err and "Traceback" not in err and err.count("\n") == 1
     with pytest.raises(SystemExit) as exit_info:
         main(args + ["--directions", "singular,sideways"])
     assert exit_info.value.code == 2

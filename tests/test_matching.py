@@ -204,8 +204,14 @@ def test_settings_are_values_that_round_trip():
     paper = PaperSettings(steps=9, budget=0.1)
     assert settings_from_dict(paper.to_dict()) == paper
     assert settings_for("paper", steps=9, budget=0.1) == paper
-    with pytest.raises(ProbeError, match="no option frobnicate"):
+    with pytest.raises(ProbeError, match="no setting frobnicate"):
         settings_for("fast", frobnicate=1)
+    with pytest.raises(ProbeError, match=r"budget must be in \(0, 1\] \[0,1\] pixels, got 2"):
+        settings_for("fast", budget=2)
+    with pytest.raises(ProbeError, match="steps must be a whole number"):
+        FastSettings(steps=2.5)
+    assert settings_for("fast", {"steps": 500}, budget="0.1") == FastSettings(steps=500, budget=0.1)
+    assert settings_for("fast", {"steps": 500}, steps=20).steps == 20   # what the caller asks beats a model default
     with pytest.raises(Exception):
         fast.steps = 3   # frozen
 

@@ -1,6 +1,7 @@
 """Encoders: spec parsing, differentiable preprocessing, and offline loading through the real OpenCLIP,
 transformers and timm Hub code paths (fake Hub caches and local folders built here)."""
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -192,7 +193,14 @@ def test_openai_weights_run_with_the_quickgelu_they_were_trained_with(b32_weight
 
     model, weights = b32_weights
     repo = open_clip.get_pretrained_cfg("ViT-B-32", "openai")["hf_hub"].strip("/")
-    put_in_hub_cache(hf_cache, repo, {"open_clip_model.safetensors": weights})
+    snapshot = put_in_hub_cache(hf_cache, repo, {"open_clip_model.safetensors": weights})
+    try:
+        _check_quickgelu(open_clip, model)
+    finally:   # other tests need the OpenAI weights missing from this session's cache
+        shutil.rmtree(snapshot.parents[1])
+
+
+def _check_quickgelu(open_clip, model):
     quick = open_clip.create_model("ViT-B-32-quickgelu", pretrained=None)
     quick.load_state_dict(model.state_dict())
     x = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))

@@ -15,7 +15,7 @@ from PIL import Image
 from repro import check, runner
 from repro.context import Context
 from repro.profiles import get, smoke
-from repro.registry import all_figures, parse_selection
+from repro.catalog import all_figures, parse_selection
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD_KEYS = {"figure", "title", "kind", "label", "tests", "claim", "design", "profile", "fingerprint", "settings",
@@ -25,7 +25,7 @@ RECORD_KEYS = {"figure", "title", "kind", "label", "tests", "claim", "design", "
 
 def run(profile, out, ids, **kwargs):
     figures = all_figures()
-    return runner.run(Context(profile, out), [figures[i] for i in ids], **kwargs)
+    return runner.make_figures(Context(profile, out), [figures[i] for i in ids], **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,9 @@ def test_every_recipe_writes_png_json_manifest_and_report(smoke_run):
 
 def test_check_reports_regressed_on_off_numbers(smoke_run, capsys):
     out, _ = smoke_run
-    assert check.main(str(out)) == 1            # 3 matching steps: the quick expectations fail
+    from repro.cli import main
+
+    assert main(["check", str(out)]) == 1      # 3 matching steps: the quick expectations fail
     printed = capsys.readouterr().out
     assert "fig10  regressed (against the project)" in printed and "success_rate" in printed
     verdicts = {v.figure: v for v in check.verdicts(out)}
@@ -138,7 +140,7 @@ def test_resume_skips_finished_and_redoes_corrupt_or_changed(smoke_run, tmp_path
 def test_changed_weights_under_the_same_spec_rerun(tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from probe.models import MINI_CLIP_DIR
+    from probe.toy import MINI_CLIP_DIR
 
     folder = tmp_path / "model"
     shutil.copytree(MINI_CLIP_DIR, folder)
@@ -201,7 +203,7 @@ def test_ctrl_c_mid_sweep_keeps_finished_shards_and_writes_no_figure(tmp_path):
         return "shard 2/" not in stage
 
     ctx = Context(sweep_profile(), tmp_path, progress=stop_at_second_shard)
-    assert runner.run(ctx, [all_figures()[10], all_figures()[11]]) == {10: "interrupted"}
+    assert runner.make_figures(ctx, [all_figures()[10], all_figures()[11]]) == {10: "interrupted"}
     assert len(list(tmp_path.glob("shards/*/shard-*.pt"))) == 1 and not (tmp_path / "fig10.json").exists()
     verdicts = {v.figure: v for v in check.verdicts(tmp_path)}
     assert verdicts[10].status == verdicts[11].status == "failed" and "interrupted" in verdicts[10].reason

@@ -12,7 +12,7 @@ from probe.data import NAMED_SETS
 from repro import runner
 from repro.context import Context
 from repro.profiles import get, smoke
-from repro.registry import all_figures
+from repro.catalog import all_figures
 
 
 def tiny_openclip_folder(folder, seed: int):
@@ -63,7 +63,7 @@ def test_paper_profile_recipes_run_on_fake_hub_models(paper_setup):
     assert profile.images["sweep"] == f"named:imagenette={root / 'nette'}"
     out = root / "out"
     figures = all_figures()
-    statuses = runner.run(Context(profile, out), list(figures.values()))
+    statuses = runner.make_figures(Context(profile, out), list(figures.values()))
     assert set(statuses.values()) == {"done"}
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["models"]["main"]["weights"] == f"pretrained:testorg/tiny-vit-h@{FAKE_COMMIT}"
@@ -75,4 +75,4 @@ def test_paper_profile_recipes_run_on_fake_hub_models(paper_setup):
     assert fig8["data"]["vision_text_after"]["classes"][:2] == ["agama", "black widow"]
     assert json.loads((out / "fig13.json").read_text())["metrics"]["models"] == [
         f"openclip:hf-hub:testorg/tiny-vit-{size}" for size in "blh"]
-    assert runner.run(Context(profile, out), [figures[10]]) == {10: "skipped"}
+    assert runner.make_figures(Context(profile, out), [figures[10]]) == {10: "skipped"}

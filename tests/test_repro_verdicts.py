@@ -14,19 +14,20 @@ from safetensors.torch import load_file, save_file
 
 from probe import matching
 from probe.images import from_pil
-from probe.models import MINI_CLIP_DIR, PRESETS
+from probe.models import PRESETS, Preset, presets
+from probe.toy import MINI_CLIP_DIR
 from repro import check, registry, runner
 from repro.cli import main as repro_main
 from repro.context import Context
 from repro.profiles import get, smoke
-from repro.registry import all_figures
+from repro.catalog import all_figures
 
 WORKING = [2, 3, 6, 12]   # matching in the authors' procedure and in fast mode, the spectra against the control
 
 
 def make(out, ids, profile=None):
     figures = all_figures()
-    return runner.run(Context(profile or get("quick"), out), [figures[i] for i in ids])
+    return runner.make_figures(Context(profile or get("quick"), out), [figures[i] for i in ids])
 
 
 def verdicts(out) -> dict[int, check.Verdict]:
@@ -89,7 +90,8 @@ def test_random_weights_in_place_of_the_trained_ones_regress(tmp_path, monkeypat
     state = {k: (torch.randn(v.shape, generator=generator) * v.float().std().clamp_min(1e-3)).to(v.dtype)
              if v.ndim >= 2 else v for k, v in load_file(weights).items()}
     save_file(state, weights)
-    monkeypatch.setitem(PRESETS, "mini-clip", (f"openclip:local-dir:{folder}", "the mini-CLIP, silently random"))
+    presets()   # the plug-ins have registered theirs: this one replaces the mini-CLIP's
+    monkeypatch.setitem(PRESETS, "mini-clip", Preset(f"openclip:local-dir:{folder}", "the mini-CLIP, silently random"))
     out = tmp_path / "out"
     make(out, [3, 12])
     found = verdicts(out)

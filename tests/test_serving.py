@@ -1,20 +1,23 @@
-"""The server-side pieces of the app, without a server: model cache, streaming under a time cap, workspace."""
+"""The server-side pieces of the app, without a server: the one model cache, streaming under a time cap, workspace,
+request checks derived from the settings' declarations."""
 import os
 import time
 
 import pytest
 
 from probe.errors import ProbeError
-from probe.serving import ModelCache, Workspace, check_number, load_config, parse_labels, stream
+from probe.models import EncoderCache
+from probe.serving import Workspace, load_config, stream
+from probe.zeroshot import parse_labels
 
 
 def test_model_cache_keeps_the_most_recent_few():
     loads = []
-    cache = ModelCache(2, loader=lambda spec: loads.append(spec) or f"encoder of {spec}")
+    cache = EncoderCache(2, loader=lambda spec, device, dtype: loads.append(spec) or f"encoder of {spec}")
     for spec in ("a", "b", "a", "c", "a", "b"):
         assert cache.get(spec) == f"encoder of {spec}"
     assert loads == ["a", "b", "c", "b"]        # "b" was dropped when "c" came, "a" stayed in use
-    assert list(cache.models) == ["a", "b"]
+    assert [key[0] for key in cache.encoders] == ["a", "b"]
 
 
 def test_stream_reports_progress_then_the_result():
@@ -54,12 +57,19 @@ def test_workspace_removes_old_request_folders(tmp_path):
     assert not old.exists() and fresh.exists()
 
 
-def test_parameters_and_labels_are_checked():
-    assert check_number("7", "steps", 1, 10, integer=True) == 7
+def test_request_parameters_are_checked_against_the_declarations_and_the_limits():
+    config = load_config(hardware="cpu")
+    mini = "mini-CLIP (offline, shapes and colours)"
+    assert config.settings(mini, "fast", "7", 0.01).steps == 7
     with pytest.raises(ProbeError, match="steps must be a whole number"):
-        check_number(2.5, "steps", 1, 10, integer=True)
+        config.settings(mini, "fast", 2.5, 0.01)
     with pytest.raises(ProbeError, match="budget must be a number"):
-        check_number("lots", "budget", 0, 1)
+        config.settings(mini, "fast", 10, "lots")
+    with pytest.raises(ProbeError, match=rf"steps must be in \[1, {config.limits.max_steps}\]"):
+        config.settings(mini, "fast", config.limits.max_steps + 1, 0.01)   # the server's limit, not the library's
+    with pytest.raises(ProbeError, match=r"budget must be in \(0, 0.25\]"):
+        config.settings(mini, "fast", 10, 0)                               # fast mode needs a budget
+    assert config.settings(mini, "paper", 10, 0).budget is None            # paper: 0 means none, as the authors
     assert parse_labels(" a, b ,", ["x", "y"]) == ["a", "b"] and parse_labels("", ["x", "y"]) == ["x", "y"]
     with pytest.raises(ProbeError, match="at least 2"):
         parse_labels("only", [])

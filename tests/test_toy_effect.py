@@ -5,13 +5,14 @@ import json
 import pytest
 import torch
 
-from probe.images import quantize
-from probe.metrics import psnr
-from probe.models import load_encoder
 from probe.cli import main
-from probe.toy.data import class_names
+from probe.experiments.effects import measure, read_as_target
+from probe.images import quantize
 from probe.matching import FastSettings
-from probe.toy.effect import drawn_pairs, measure, photo_pairs, psnr_to_rms, shape_pairs, visitor_effect
+from probe.metrics import psnr, psnr_to_rms
+from probe.models import load_encoder
+from probe.toy.data import class_names
+from probe.toy.effect import drawn_pairs, label_sets, photo_pairs, shape_pairs
 from probe.zeroshot import text_head
 
 
@@ -47,7 +48,7 @@ def test_photos_take_on_target_classes_at_35_db(mini_clip):
     labels = torch.tensor(pairs.target_classes)
     with torch.no_grad():
         before = (head.probabilities(mini_clip(pairs.sources)).argmax(1) == labels).float().mean().item()
-    (run,) = measure(mini_clip, pairs, [psnr_to_rms(35.0)], steps=100)
+    (run,) = measure(mini_clip, pairs, class_names(), [psnr_to_rms(35.0)], steps=100)
     assert run["psnr_db_min"] >= 35.0
     assert before <= 0.1                 # the photos are not already their targets' classes
     assert run["target_top1"] >= 0.95, run["target_top1"]
@@ -76,19 +77,19 @@ def test_cli_names_a_bad_set(tmp_path, capsys):
 
 def test_drawn_pairs_are_seeded_and_pair_different_labels():
     pairs = drawn_pairs(7, seed=3)
-    assert [s.resolution for s, _ in pairs] == [64] * 4 + [224] * 3
-    assert all(s.label != t.label and s.resolution == t.resolution for s, t in pairs)
+    assert [p.source.size[0] for p in pairs] == [64] * 4 + [224] * 3
+    assert all(p.source_label != p.target_label and p.source.size == p.target.size for p in pairs)
     again = drawn_pairs(7, seed=3)
-    assert [(s.image.tobytes(), t.image.tobytes()) for s, t in pairs] == \
-        [(s.image.tobytes(), t.image.tobytes()) for s, t in again]
+    assert [(p.source.tobytes(), p.target.tobytes()) for p in pairs] == \
+        [(p.source.tobytes(), p.target.tobytes()) for p in again]
 
 
 def test_visitor_effect_reads_the_saved_png_as_the_target(mini_clip):
     """With a generous budget every 8-bit matched drawing is read as its target drawing is read, and the PNG
     stays within the budget (plus half a level of rounding)."""
     pairs = drawn_pairs(4, seed=0)[:2]
-    result = visitor_effect(mini_clip, pairs, FastSettings(budget=64 / 255, steps=60))
+    result = read_as_target(mini_clip, pairs, label_sets(), FastSettings(budget=64 / 255, steps=60))
     assert result["pairs"] == 2 and result["settings"]["budget"] == 64 / 255
     for row in result["rows"]:
-        assert row["read_as"] == row["target_read_as"], row
+        assert row["read_as_all_classes"] == row["target_read_as_all_classes"], row
         assert row["linf_255"] <= 64.5

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from probe.errors import ProbeError
 from probe.images import save_png
-from probe.zeroshot import (ENSEMBLE_TEMPLATES, logit_scale_of, prototype_head, resolve_templates, text_head,
+from probe.zeroshot import (ensemble_templates, logit_scale_of, prototype_head, resolve_templates, text_head,
                             vision_text_matrix)
 
 CLASSES = ["red circle", "blue star", "green square"]
@@ -64,8 +64,8 @@ def test_template_ensemble_is_renormalised_mean_of_normalised_prompts(tiny_encod
 
 def test_template_choices_and_errors(tmp_path):
     assert resolve_templates("none") == ("{}",)
-    assert resolve_templates("ensemble") == ENSEMBLE_TEMPLATES and len(ENSEMBLE_TEMPLATES) == 80
-    assert all(t.count("{}") == 1 for t in ENSEMBLE_TEMPLATES)
+    assert resolve_templates("ensemble") == ensemble_templates() and len(ensemble_templates()) == 80
+    assert all(t.count("{}") == 1 for t in ensemble_templates())
     with pytest.raises(ProbeError, match="exactly once"):
         resolve_templates(["a photo"])
     with pytest.raises(ProbeError, match="no such file"):
@@ -140,7 +140,7 @@ def test_classify_cli_bad_arguments_give_one_line(tmp_path, capsys):
     assert main(common + ["--labels", "only"]) == 2
     assert main(common + ["--labels", "a,b", "--templates", str(tmp_path / "nope.txt")]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
-    assert len(errors) == 2 and "--labels needs at least 2" in errors[0] and "nope.txt" in errors[1]
+    assert len(errors) == 2 and "give at least 2 comma-separated class names" in errors[0] and "nope.txt" in errors[1]
     with pytest.raises(SystemExit) as exit_info:
         main(["classify", "--images", str(tmp_path / "missing.png"), "--labels", "a,b", "--out", "o"])
     assert exit_info.value.code == 2

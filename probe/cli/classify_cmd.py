@@ -4,6 +4,9 @@ from __future__ import annotations
 from probe import experiments
 from probe.cli.common import add_model_args, add_out_arg, check_out_dir, existing_file, finish, load_encoder_from_args
 from probe.errors import ProbeError
+from probe.images import load_image
+from probe.params import add_options, given
+from probe.zeroshot import parse_labels, resolve_templates
 
 
 def register(subparsers) -> None:
@@ -17,37 +20,25 @@ def register(subparsers) -> None:
     parser.add_argument("--images", nargs="+", required=True, type=existing_file, metavar="IMG",
                         help="image files to classify")
     parser.add_argument("--labels", help='comma-separated class names, e.g. "tench,church,parachute"')
-    parser.add_argument("--templates", default="none",
-                        help="none (plain class names, as the paper), ensemble (the 80 CLIP ImageNet "
-                             "prompts) or FILE (one template per line with {}); default none")
+    add_options(parser, experiments.CLASSIFY.values())
     parser.add_argument("--reference", metavar="FOLDER",
                         help="class-per-subfolder reference images: use a nearest-prototype head "
                              "(class names = subfolder names) instead of the text tower")
     add_out_arg(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run_classify)
 
 
-def parse_labels(text: str | None) -> list[str]:
-    labels = [part.strip() for part in (text or "").split(",") if part.strip()]
-    if len(labels) < 2:
-        raise ProbeError(f'--labels needs at least 2 comma-separated class names, got {text!r}')
-    return labels
-
-
-def run(args) -> int:
-    from probe.images import load_image
-    from probe.zeroshot import resolve_templates
-
+def run_classify(args) -> int:
     if bool(args.reference) == bool(args.labels):
         raise ProbeError('pass either --labels "a,b,c" (the model\'s text tower) or --reference FOLDER '
                          "(a nearest-prototype head from class subfolders)")
     labels = parse_labels(args.labels) if args.labels else None
+    options = given(args, experiments.CLASSIFY.values())
     if labels:
-        resolve_templates(args.templates)
+        resolve_templates(options.get("templates", "none"))
     for path in args.images:
         load_image(path)
     out = check_out_dir(args.out)
     encoder = load_encoder_from_args(args)
-    result = experiments.classify(encoder, args.images, labels, templates=args.templates, reference=args.reference,
-                                  seed=args.seed)
+    result = experiments.classify(encoder, args.images, labels, reference=args.reference, seed=args.seed, **options)
     return finish(result, out)

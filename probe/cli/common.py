@@ -5,8 +5,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from probe.cli.progress import Bars
 from probe.errors import ProbeError
+from probe.models import ENCODERS, default_spec
+from probe.results import save
+from probe.terminal import Bars
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -24,28 +26,17 @@ def add_out_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder (created when the results are ready)")
 
 
+def model_spec(args: argparse.Namespace) -> str:
+    return args.model or default_spec()
+
+
 def load_encoder_from_args(args: argparse.Namespace):
     """Load --model (or the offline default) and say which weights it holds."""
-    from probe.models import default_spec, load_encoder
-
-    encoder = load_encoder(args.model or default_spec(), device=args.device, dtype=args.dtype)
+    encoder = ENCODERS.get(model_spec(args), device=args.device, dtype=args.dtype)
     note = " (random weights: the mechanics, not a trained model's meaning)" if encoder.weights.startswith(
         "random") else ""
     print(f"model {encoder.spec}, weights {encoder.weights}{note}", file=sys.stderr)
     return encoder
-
-
-def positive(kind: type, name: str):
-    """argparse type: a number > 0, with a message naming the option."""
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"{name} must be > 0, got {text}")
-        return value
-    return parse
 
 
 def existing_file(text: str) -> Path:
@@ -53,13 +44,6 @@ def existing_file(text: str) -> Path:
     if not path.is_file():
         raise argparse.ArgumentTypeError(f"no such file: {text}")
     return path
-
-
-def float_list(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
 def check_out_dir(path: str | Path) -> Path:
@@ -76,8 +60,6 @@ def bars(args: argparse.Namespace) -> Bars:
 
 def finish(result, out: Path, progress: Bars | None = None) -> int:
     """Save a result (`probe.results.save`), print its headline and where it went; 130 when it was cancelled."""
-    from probe.results import save
-
     if progress is not None:
         progress.close()
     summary = save(result, out)

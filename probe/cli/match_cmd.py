@@ -1,72 +1,75 @@
 """`python -m probe match`: make a source image take on a target image's embedding.
 
 Writes DIR/matched.png, DIR/source.png (the source at the same resolution), DIR/diff_x50.png (the paper's
-amplified difference), DIR/trace.csv (every step), DIR/curves.png (+ .json) and DIR/summary.json (written
-last: its presence means the run finished).
+amplified difference), DIR/trace.csv (every step), DIR/curves.png (+ .json), with --labels the zero-shot reading
+before and after (in the summary), with --reference the PCA view (DIR/pca_bars.png), and DIR/summary.json
+(written last: its presence means the run finished). Every setting is declared once in `probe.matching`; a
+model's own defaults (e.g. the mini-CLIP's) apply unless an option says otherwise.
 """
 from __future__ import annotations
 
+import argparse
+
 from probe import experiments
 from probe.cli.common import (add_model_args, add_out_arg, bars, check_out_dir, existing_file, finish,
-                              load_encoder_from_args, positive)
+                              load_encoder_from_args, model_spec)
 from probe.errors import ProbeError
 from probe.images import load_image
-from probe.matching import settings_for
+from probe.matching import MODE, MODES, settings_for
+from probe.models import defaults_for, presets
+from probe.params import add_options, given, params_of
+from probe.zeroshot import parse_labels
+
+
+def settings_options(parser: argparse.ArgumentParser, skip=()) -> None:
+    """--mode and every matching setting of both modes (their defaults per mode and per model in the help)."""
+    parser.add_argument("--mode", type=MODE.check, default=None, help=MODE.describe())
+    declared = {name: param for cls in MODES.values() for name, param in params_of(cls).items()}
+    defaults = {}
+    for name in declared:
+        per_mode = [f"{mode} {params_of(cls)[name].default:.4g}" if isinstance(params_of(cls)[name].default, float)
+                    else f"{mode} {params_of(cls)[name].default}" for mode, cls in MODES.items()
+                    if name in params_of(cls)]
+        per_model = [f"{model} ({mode}) {value}" for model, preset in presets().items()
+                     for mode, values in preset.defaults.items() for key, value in values.items() if key == name]
+        defaults[name] = ", ".join(per_mode + per_model)
+    add_options(parser, declared.values(), defaults, skip=skip)
+
+
+def settings_from_args(args: argparse.Namespace):
+    """The settings the options ask for, over the model's own defaults for the mode."""
+    mode = args.mode or "fast"
+    declared = params_of(MODES[mode])
+    others = {name for cls in MODES.values() for name in params_of(cls)} - set(declared)
+    wrong = sorted(name for name in others if getattr(args, name, None) is not None)
+    if wrong:
+        raise ProbeError(f"--{wrong[0].replace('_', '-')} is for --mode {'fast' if mode == 'paper' else 'paper'}; "
+                         f"the {mode} mode has no such setting")
+    return settings_for(mode, defaults_for(model_spec(args), mode), **given(args, declared.values()))
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("match", help="match a source image's embedding to a target image's",
-                              description=__doc__)
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(p)
     p.add_argument("--source", required=True, type=existing_file, help="image to change")
     p.add_argument("--target", required=True, type=existing_file, help="image whose embedding to take on")
     add_out_arg(p)
-    p.add_argument("--mode", choices=["paper", "fast"], default="fast",
-                   help="paper: the authors' exact procedure; fast: optimise [0,1] pixels under a budget")
-    p.add_argument("--steps", type=positive(int, "--steps"), help="iteration cap (paper 15000, fast 300)")
-    p.add_argument("--lr", type=positive(float, "--lr"),
-                   help="step size (paper 0.09; fast budget/8, or budget/4 for normalized steps)")
-    p.add_argument("--optimizer", choices=["adam", "sign", "normalized"],
-                   help="fast: update rule (default adam for --norm linf, normalized for --norm l2)")
-    p.add_argument("--loss", choices=["mse", "cosine", "l2"], default="mse")
-    p.add_argument("--budget", type=float, help="fast: pixel budget in (0,1] (default 8/255); "
-                   "paper: optional extra budget (not in the paper)")
-    p.add_argument("--norm", choices=["linf", "l2"], default="linf", help="budget norm")
-    p.add_argument("--l2sq-below", type=float, default=16.0, help="paper stop: squared L2 below this")
-    p.add_argument("--cos-above", type=float, default=0.96, help="paper stop: cosine above this")
-    p.add_argument("--rel-l2-below", type=float, default=0.01,
-                   help="fast stop: L2 to target at most this fraction of its start")
-    p.add_argument("--resolution", choices=["model", "source"], default="source",
-                   help="fast: optimise the source's own pixels (default; scaled down above ~1 megapixel) "
-                        "or the model's input size")
-    p.set_defaults(func=run)
+    settings_options(p)
+    p.add_argument("--labels", help="comma-separated class names: the zero-shot reading of the source and of the "
+                                    "matched picture read back (models with a text tower)")
+    p.add_argument("--reference", nargs="+", type=existing_file, metavar="IMG",
+                   help="images whose embeddings' principal components show source, target and matched (Fig 1)")
+    p.set_defaults(func=run_match)
 
 
-def settings_from_args(args):
-    if args.budget is not None and not 0 < args.budget <= 1:
-        raise ProbeError(f"--budget must be in (0, 1] ([0,1]-pixel units), got {args.budget}")
-    if args.mode == "paper" and args.optimizer:
-        raise ProbeError("--optimizer is for --mode fast; the paper's procedure is plain gradient descent")
-    if args.mode == "paper":
-        options = {"l2sq_below": args.l2sq_below, "cos_above": args.cos_above, "loss": args.loss,
-                   "budget": args.budget, "norm": args.norm}
-    else:
-        options = {"norm": args.norm, "rel_l2_below": args.rel_l2_below, "loss": args.loss,
-                   "resolution": args.resolution, "optimizer": args.optimizer}
-        if args.budget is not None:
-            options["budget"] = args.budget
-    if args.steps is not None:
-        options["steps"] = args.steps
-    if args.lr is not None:
-        options["lr"] = args.lr
-    return settings_for(args.mode, **options)
-
-
-def run(args) -> int:
+def run_match(args) -> int:
     settings = settings_from_args(args)
+    labels = parse_labels(args.labels, []) if args.labels else None
     load_image(args.source), load_image(args.target)  # unreadable files fail before anything else
     out = check_out_dir(args.out)
     encoder = load_encoder_from_args(args)
     progress = bars(args)
-    result = experiments.match(encoder, args.source, args.target, settings, seed=args.seed, progress=progress)
+    result = experiments.match(encoder, args.source, args.target, settings, classes=labels,
+                               reference=args.reference, seed=args.seed, progress=progress)
     return finish(result, out, progress)

@@ -1,5 +1,5 @@
 """`python -m probe models`: presets, what they are, and whether their weights are on this machine."""
-from probe.models import PRESETS, weights_status
+from probe.models import presets, weights_status
 
 
 def register(subparsers) -> None:
@@ -9,8 +9,8 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     print("Presets (use the name or the full spec with --model):")
-    for name, (spec, about) in PRESETS.items():
-        print(f"  {name:<10} {spec}\n  {'':<10} {about}; weights: {weights_status(spec)}")
+    for name, preset in presets().items():
+        print(f"  {name:<10} {preset.spec}\n  {'':<10} {preset.about}; weights: {weights_status(preset.spec)}")
     print("Any spec works too: openclip:ARCH@TAG|@random, openclip:hf-hub:ORG/NAME, "
           "openclip:local-dir:PATH, hf:ORG/NAME[@REV|@random], timm:NAME[@random|@local:FILE]")
     return 0

@@ -1,9 +1,11 @@
-"""A small CLIP trained on procedural shapes, shipped with the package (its folder: ``MINI_CLIP_DIR``).
+"""The mini-CLIP: a small CLIP trained on procedural shapes, shipped with the package, and its image sets. A
+`probe` plug-in (`probe.toy.plugin`): it registers the model `mini-clip` and the image sources `toy:...`; the
+core never names it.
 
-``MINI_CLIP_NAME`` can be passed straight to ``open_clip.create_model_and_transforms``
-and ``open_clip.get_tokenizer``; it needs no network access.
+``MINI_CLIP_NAME`` can be passed straight to ``open_clip.create_model_and_transforms`` and
+``open_clip.get_tokenizer``; it needs no network access.
 """
+from pathlib import Path
 
-from probe.models import MINI_CLIP_DIR
-
+MINI_CLIP_DIR = Path(__file__).resolve().parent / "mini_clip"
 MINI_CLIP_NAME = f"local-dir:{MINI_CLIP_DIR}"

@@ -14,9 +14,11 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from PIL import Image
 
 from probe.errors import ProbeError
+from probe.zeroshot import embed_images, text_head
 
 COLOURS = {  # a few shades a person might pick for each colour name (RGB)
     "red": ((230, 25, 25), (200, 0, 0), (255, 60, 40)),
@@ -143,10 +145,6 @@ def drawn_set(per_label: int = 10, seed: int = 0, resolutions: tuple[int, ...] =
 def evaluate(encoder, drawings: list[Drawing], classes: list[str]) -> dict:
     """Zero-shot accuracy of `encoder` on the drawings (read through the model's own preprocessing): over the
     16 labels, over all `classes`, per size bin, background, style and resolution; the 16 x 16 confusion matrix."""
-    import torch
-
-    from probe.zeroshot import embed_images, text_head
-
     missing = [label for label in LABELS if label not in classes]
     if missing:
         raise ProbeError(f"the model's classes lack {missing}")

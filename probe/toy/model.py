@@ -11,12 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import open_clip
 import torch
 from safetensors.torch import save
 
 from probe.errors import ProbeError
-from probe.results import write_bytes, write_json
+from probe.files import write_bytes, write_json
 
 IMAGE_SIZE = 64
 CONTEXT_LENGTH = 16
@@ -41,14 +40,18 @@ CONFIG_FILE = "open_clip_config.json"
 WEIGHTS_FILE = "open_clip_model.safetensors"
 
 
-def build_model(seed: int) -> open_clip.CLIP:
+def build_model(seed: int) -> "open_clip.CLIP":  # noqa: F821 (open_clip loads on use: it is slow to import)
     """A freshly initialised mini-CLIP; the initial weights depend only on ``seed``."""
+    import open_clip
+
     torch.manual_seed(seed)
     return open_clip.CLIP(**MODEL_CFG)
 
 
-def tokenizer() -> open_clip.SimpleTokenizer:
+def tokenizer() -> "open_clip.SimpleTokenizer":  # noqa: F821
     """OpenCLIP's default BPE tokenizer with the model's context length."""
+    import open_clip
+
     return open_clip.SimpleTokenizer(context_length=CONTEXT_LENGTH)
 
 
@@ -64,7 +67,7 @@ def pixels_to_tensor(pixels: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()
 
 
-def save_hub_folder(model: open_clip.CLIP, out_dir: str | Path) -> None:
+def save_hub_folder(model: torch.nn.Module, out_dir: str | Path) -> None:
     """Write ``open_clip_config.json`` and float16 ``open_clip_model.safetensors`` into ``out_dir``.
 
     The folder loads with ``open_clip.create_model_and_transforms("local-dir:" + out_dir)``.

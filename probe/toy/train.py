@@ -23,14 +23,14 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import open_clip
 import safetensors.torch
 import torch
 
 from probe.errors import ProbeError
 from probe.models import resolve_device
+from probe.params import Param, check_call, declare
 from probe.progress import Progress, report
-from probe.results import write_bytes
+from probe.files import write_bytes
 from probe.toy.data import EVAL_SEED, RECIPE, RECIPES, generate_batch
 from probe.toy.model import MODEL_CFG, WEIGHTS_FILE, build_model, pixels_to_tensor, save_hub_folder, tokenizer
 
@@ -103,7 +103,7 @@ class TrainResult:
     """A training run: the model (CPU, eval mode), the steps done, and whether it was cancelled (then the
     checkpoint holds the last step and `resume=True` continues; no model folder was written)."""
 
-    model: open_clip.CLIP
+    model: torch.nn.Module   # an open_clip.CLIP
     step: int
     steps: int
     seconds: float
@@ -151,8 +151,9 @@ def train(
     recipe = recipe or RECIPE
     settings = {"seed": seed, "steps": steps, "batch": batch, "lr": lr, "weight_decay": weight_decay,
                 "model_cfg": MODEL_CFG}
-    _check_settings({**settings, "recipe": recipe, "ramp": ramp, "ema": ema, "label_smoothing": label_smoothing},
-                    threads, checkpoint_every, workers)
+    check_call(TRAIN, seed=seed, steps=steps, batch=batch, lr=lr, weight_decay=weight_decay, threads=threads,
+               workers=workers, checkpoint_every=checkpoint_every, device=device, recipe=recipe, ramp=ramp, ema=ema,
+               label_smoothing=label_smoothing)
     start_state, start_digest = _read_weights(Path(init)) if init is not None else (None, None)
     # recorded only when not the shipped recipe's, so checkpoints written before these options existed resume
     if recipe != "narrow":
@@ -205,6 +206,27 @@ def train(
     return TrainResult(model.eval(), steps, steps, time.monotonic() - started, False)
 
 
+TRAIN = declare(
+    train,
+    seed=Param("seed of the weights and the data", kind=int, low=0, high=MAX_SEED, open_high=True),
+    steps=Param("optimisation steps", kind=int, low=1, high=MAX_STEPS),
+    batch=Param("images per batch (the contrastive loss needs negatives)", kind=int, low=2),
+    lr=Param("peak learning rate", low=0, open_low=True),
+    weight_decay=Param("AdamW weight decay on weight matrices", low=0),
+    threads=Param("torch CPU threads", kind=int, low=1),
+    workers=Param("processes generating data (0: in the training process; on a GPU use ~8)", kind=int, low=0),
+    checkpoint_every=Param("steps between checkpoints", kind=int, low=1),
+    device=Param("cpu, cuda, cuda:1 ...", kind=str),
+    recipe=Param("data generator: narrow (sizes near half the image, 3 x 3 positions) or wide (any size, position, "
+                 "outline, plain/noisy/gradient backgrounds)", kind=str, choices=RECIPES, optional=True),
+    ramp=Param("wide recipe: share of the steps over which difficulty rises to the full range", low=0, high=1,
+               open_high=True),
+    ema=Param("decay of an exponential moving average of the weights, written as the model (0: none)", low=0,
+              high=1, open_high=True),
+    label_smoothing=Param("label smoothing of the contrastive loss's targets", low=0, high=1, open_high=True),
+)
+
+
 def _batches(seed: int, batch: int, start: int, steps: int, workers: int, recipe: str, ramp: float):
     """Yield (uint8 pixels, captions) of training batches ``start .. steps-1`` in order.
 
@@ -227,30 +249,6 @@ def _batches(seed: int, batch: int, start: int, steps: int, workers: int, recipe
             yield pending.popleft().result()
     finally:
         pool.shutdown(cancel_futures=True)
-
-
-def _check_settings(settings: dict, threads: int, checkpoint_every: int, workers: int) -> None:
-    if not 0 <= settings["seed"] < MAX_SEED:
-        raise ProbeError(f"seed must be in [0, {MAX_SEED}), got {settings['seed']}")
-    if not 1 <= settings["steps"] <= MAX_STEPS:
-        raise ProbeError(f"steps must be in [1, {MAX_STEPS}], got {settings['steps']}")
-    if settings["batch"] < 2:
-        raise ProbeError(f"batch must be >= 2 (contrastive loss needs negatives), got {settings['batch']}")
-    if settings["recipe"] not in RECIPES:
-        raise ProbeError(f"recipe must be one of {', '.join(RECIPES)}, got {settings['recipe']!r}")
-    if not 0 <= settings["ramp"] < 1:
-        raise ProbeError(f"ramp must be in [0, 1), got {settings['ramp']}")
-    if not 0 <= settings["ema"] < 1:
-        raise ProbeError(f"ema must be in [0, 1), got {settings['ema']}")
-    if not 0 <= settings["label_smoothing"] < 1:
-        raise ProbeError(f"label_smoothing must be in [0, 1), got {settings['label_smoothing']}")
-    if settings["lr"] <= 0:
-        raise ProbeError(f"lr must be > 0, got {settings['lr']}")
-    lower_bounds = (("weight_decay", settings["weight_decay"], 0), ("threads", threads, 1), ("workers", workers, 0),
-                    ("checkpoint_every", checkpoint_every, 1))
-    for name, value, low in lower_bounds:
-        if not value >= low:  # also refuses NaN
-            raise ProbeError(f"{name} must be >= {low}, got {value}")
 
 
 def _read_weights(folder: Path) -> tuple[dict, str]:

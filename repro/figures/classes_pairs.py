@@ -12,12 +12,12 @@ def recipe(ctx):
     images, names, labels = ctx.pick("classes", indices)
     targets = images[1:] + images[:1]
     target_classes = [image_set.class_names[label] for label in labels[1:] + labels[:1]]
-    run = ctx.finished(experiments.equivalence(ctx.model("main"), images, targets, ctx.settings(knobs["settings"]),
+    result = ctx.finished(experiments.equivalence(ctx.model("main"), images, targets, ctx.settings(knobs["settings"]),
                                                classes=list(image_set.class_names), seed=ctx.profile.seed,
                                                progress=ctx.stage("pairs")))
     source_classes = [image_set.class_names[label] for label in labels]
-    shared.label_pairs(run, shared.with_class(names, source_classes), target_classes)
-    return Output([pick(run, "gallery"), pick(run, "vision_text_after")], shared.pair_metrics(run, target_classes))
+    shared.label_pairs(result, shared.with_class(names, source_classes), target_classes)
+    return Output([pick(result, "gallery"), pick(result, "vision_text_after")], shared.pair_metrics(result, target_classes))
 
 
 def work(knobs, profile):

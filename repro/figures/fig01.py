@@ -12,7 +12,7 @@ from repro.registry import figure
         metrics=("pairs", "target_top1_rate", "target_probability_min", "share_target_p99", "psnr_db_min", "mean_abs_255_max",
                  "cos_to_target_png_min", "pca_matched_closer_to_target_rate"))
 def fig1(ctx):
-    run, targets, target_classes = shared.pairs(ctx)
-    projection, pca = shared.pca_view(ctx, run, targets, ctx.model("main"), ctx.knobs["pca_k"])
-    rows = [pick(projection, "pca_bars"), pick(run, "vision_text_before", "vision_text_after")]
-    return Output(rows, {**shared.pair_metrics(run, target_classes), **pca})
+    result, targets, target_classes = shared.pairs(ctx)
+    projection, pca = shared.pca_view(ctx, result, targets, ctx.model("main"), ctx.knobs["pca_k"])
+    rows = [pick(projection, "pca_bars"), pick(result, "vision_text_before", "vision_text_after")]
+    return Output(rows, {**shared.pair_metrics(result, target_classes), **pca})

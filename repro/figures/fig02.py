@@ -11,5 +11,5 @@ from repro.registry import figure
         metrics=("pairs", "psnr_db_min", "psnr_db_mean", "linf_255_max", "mean_abs_255_max", "cos_to_target_png_min",
                  "target_top1_rate"))
 def fig2(ctx):
-    run, _, target_classes = shared.pairs(ctx)
-    return Output([pick(run, "gallery")], shared.pair_metrics(run, target_classes))
+    result, _, target_classes = shared.pairs(ctx)
+    return Output([pick(result, "gallery")], shared.pair_metrics(result, target_classes))

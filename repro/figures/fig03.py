@@ -12,8 +12,8 @@ from repro.registry import figure
         metrics=("sigma_1", "numerical_rank", "m", "n", "null_space_dimension", "max_relative_error_singular",
                  "decay_half", "decay_half_control", "decay_half_over_control"))
 def fig3(ctx):
-    run = shared.geometry(ctx)
-    numbers = run.numbers()
+    result = shared.geometry(ctx)
+    numbers = result.numbers()
     sigma = numbers["singular_values"]
     estimates = [row[0] for row in numbers["families"]["singular"]["estimates"]]
     errors = [abs(e - s) / s for e, s in zip(estimates, sigma)]
@@ -21,4 +21,4 @@ def fig3(ctx):
                "n": numbers["n"], "null_space_dimension": numbers["n"] - numbers["numerical_rank"],
                "reference_eps": numbers["reference_eps"], "max_relative_error_singular": max(errors),
                **shared.versus_control(ctx, shared.geometry_image(ctx), sigma)}
-    return Output([pick(run, "lipschitz_singular")], metrics)
+    return Output([pick(result, "lipschitz_singular")], metrics)

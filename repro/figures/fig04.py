@@ -14,8 +14,8 @@ from repro.registry import figure
                  "optimized_over_sigma_1", "gaussian_over_expected", "sigma1_over_rms",
                  "sigma1_over_rms_control", "sigma1_over_rms_over_control"))
 def fig4(ctx):
-    run = shared.geometry(ctx)
-    numbers = run.numbers()
+    result = shared.geometry(ctx)
+    numbers = result.numbers()
     med = numbers["medians_at_reference_eps"]
     metrics = {"median_gaussian": med["gaussian"], "median_nullspace": med["nullspace"],
                "median_optimized": med["optimized"], "sigma_1": numbers["sigma_1"],
@@ -24,4 +24,4 @@ def fig4(ctx):
                "gaussian_over_expected": med["gaussian"] / numbers["frobenius_over_sqrt_n"],
                "reference_eps": numbers["reference_eps"],
                **shared.versus_control(ctx, shared.geometry_image(ctx), numbers["singular_values"])}
-    return Output([pick(run, "lipschitz")], metrics)
+    return Output([pick(result, "lipschitz")], metrics)

@@ -11,8 +11,8 @@ from repro.registry import figure
         metrics=("steps", "converged", "loss_initial", "loss_final", "loss_reduction", "cos_initial", "cos_final",
                  "mean_abs_255_final"))
 def fig5(ctx):
-    run, _, _ = shared.pairs(ctx)
-    pair = run.pairs[0]
+    result, _, _ = shared.pairs(ctx)
+    pair = result.pairs[0]
     trace = pair.trace
     metrics = {"steps": pair.values["steps_run"], "converged": pair.values["converged"],
                "loss_initial": trace["loss"][0], "loss_final": trace["loss"][-1],

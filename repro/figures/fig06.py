@@ -18,11 +18,11 @@ def fig6(ctx):
     knobs = ctx.knobs
     sources, names, targets, target_names, classes, target_classes = shared.pair_images(
         ctx, {**knobs, "targets": [knobs["target"]]})
-    run = ctx.finished(experiments.equivalence(ctx.model("main"), sources, targets, ctx.settings(knobs["settings"]),
+    result = ctx.finished(experiments.equivalence(ctx.model("main"), sources, targets, ctx.settings(knobs["settings"]),
                                                classes=classes, seed=ctx.profile.seed, progress=ctx.stage("pairs")))
-    shared.label_pairs(run, names, shared.with_class(target_names, target_classes) * len(names))
+    shared.label_pairs(result, names, shared.with_class(target_names, target_classes) * len(names))
     off = ~torch.eye(len(names), dtype=torch.bool)
-    metrics = {**shared.pair_metrics(run, target_classes * len(names)),
-               "cos_between_matched_min": run.cosine_matched[off].min().item(),
-               "cos_between_sources_mean": run.cosine_sources[off].mean().item()}
-    return Output([pick(run, "gallery"), pick(run, "vision_text_after", "cosine_matched")], metrics)
+    metrics = {**shared.pair_metrics(result, target_classes * len(names)),
+               "cos_between_matched_min": result.cosine_matched[off].min().item(),
+               "cos_between_sources_mean": result.cosine_sources[off].mean().item()}
+    return Output([pick(result, "gallery"), pick(result, "vision_text_after", "cosine_matched")], metrics)

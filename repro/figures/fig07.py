@@ -22,13 +22,13 @@ def fig7(ctx):
     targets, target_names, target_labels = ctx.pick("targets", knobs["targets"])
     target_classes = [ctx.images("targets").class_names[i] for i in target_labels]
     classes = list(dict.fromkeys([source_class, *target_classes]))
-    run = ctx.finished(experiments.equivalence(ctx.model("main"), [source], targets, ctx.settings(knobs["settings"]),
+    result = ctx.finished(experiments.equivalence(ctx.model("main"), [source], targets, ctx.settings(knobs["settings"]),
                                                classes=classes, seed=ctx.profile.seed, progress=ctx.stage("pairs")))
-    shared.label_pairs(run, shared.with_class([name], [source_class]) * len(targets),
+    shared.label_pairs(result, shared.with_class([name], [source_class]) * len(targets),
                        shared.with_class(target_names, target_classes))
     off = ~torch.eye(len(targets), dtype=torch.bool)
-    read = run.probabilities_after.argmax(1)
-    metrics = {**shared.pair_metrics(run, target_classes), "source_class": source_class,
+    read = result.probabilities_after.argmax(1)
+    metrics = {**shared.pair_metrics(result, target_classes), "source_class": source_class,
                "read_as_source_rate": (read == classes.index(source_class)).float().mean().item(),
-               "cos_between_matched_max": run.cosine_matched[off].max().item()}
-    return Output([pick(run, "gallery"), pick(run, "cosine_matched", "vision_text_after")], metrics)
+               "cos_between_matched_max": result.cosine_matched[off].max().item()}
+    return Output([pick(result, "gallery"), pick(result, "cosine_matched", "vision_text_after")], metrics)

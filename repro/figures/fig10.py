@@ -13,14 +13,14 @@ from repro.registry import figure
                  "psnr_db_min", "mean_abs_255_max"),
         sweep=True)
 def fig10(ctx):
-    run, _ = shared.main_sweep(ctx)
-    r = run.result
+    sweep, _ = shared.main_sweep(ctx)
+    r = sweep.outcome
     rates = {"clean accuracy": r.clean_accuracy, "matched accuracy\n(read as source)": r.matched_accuracy,
              "success rate\n(read as target)": r.success_rate}
     fig, data = plots.rates_figure(rates, title=f"{len(r.labels)} images, {len(r.pairs)} matched pairs")
     metrics = {"images": len(r.labels), "pairs": len(r.pairs), "clean_accuracy": r.clean_accuracy,
                "matched_accuracy": r.matched_accuracy, "success_rate": r.success_rate,
                "converged_rate": float(r.converged.float().mean()), **shared.sweep_change(r.outcomes),
-               "shards": run.settings["shards"],
-               "engine": run.settings["engine"]["engine"], "sweep_key": run.settings["sweep_key"]}
-    return Output([pick(run, "success_matrix") + [("rates", fig, data)]], metrics)
+               "shards": sweep.settings["shards"],
+               "engine": sweep.settings["engine"]["engine"], "sweep_key": sweep.settings["sweep_key"]}
+    return Output([pick(sweep, "success_matrix") + [("rates", fig, data)]], metrics)

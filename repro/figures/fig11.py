@@ -16,8 +16,8 @@ from repro.registry import figure
                  "linf_255_max", "rms_255_median"),
         sweep=True)
 def fig11(ctx):
-    run, _ = shared.main_sweep(ctx)
-    r = run.result
+    sweep, _ = shared.main_sweep(ctx)
+    r = sweep.outcome
     o = r.outcomes
     shown = torch.linspace(0, len(o) - 1, min(ctx.knobs["examples"], len(o))).round().long().tolist()
     captions = [(f"{r.class_names[r.labels[o.pairs.sources[k]]]} (source)",
@@ -29,4 +29,4 @@ def fig11(ctx):
                "psnr_db_median": o.psnr_db.median().item(),
                "linf_255_median": 255 * o.linf_pixel.median().item(), "linf_255_max": 255 * o.linf_pixel.max().item(),
                "rms_255_median": 255 * o.rms_pixel.median().item()}
-    return Output([pick(run, "pixel_change"), [("examples", fig, data)]], metrics)
+    return Output([pick(sweep, "pixel_change"), [("examples", fig, data)]], metrics)

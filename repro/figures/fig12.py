@@ -21,9 +21,9 @@ def fig12(ctx):
         items.append((encoder, image))
         labels.append(name)
     first = items[0][1]
-    run = ctx.finished(experiments.spectra(items, labels=labels, seed=ctx.profile.seed, progress=ctx.stage("spectra")))
-    ranks = [r.numerical_rank for r in run.runs]
-    metrics = {"images": len(ranks), "m": run.runs[0].m, "n": run.runs[0].n, "ranks": ranks, "rank_min": min(ranks),
-               "rank_max": max(ranks), "sigma_1": [float(r.singular_values[0]) for r in run.runs],
-               **shared.versus_control(ctx, first, run.runs[0].singular_values)}
-    return Output([pick(run, "spectra")], metrics)
+    result = ctx.finished(experiments.spectra(items, labels=labels, seed=ctx.profile.seed, progress=ctx.stage("spectra")))
+    ranks = [r.numerical_rank for r in result.runs]
+    metrics = {"images": len(ranks), "m": result.runs[0].m, "n": result.runs[0].n, "ranks": ranks, "rank_min": min(ranks),
+               "rank_max": max(ranks), "sigma_1": [float(r.singular_values[0]) for r in result.runs],
+               **shared.versus_control(ctx, first, result.runs[0].singular_values)}
+    return Output([pick(result, "spectra")], metrics)

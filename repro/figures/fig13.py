@@ -15,11 +15,11 @@ def fig13(ctx):
     roles = ctx.knobs["models"]
     encoders = [ctx.model(role) for role in roles]
     labels = [f"{role}: {ctx.spec(role)}" for role in roles]
-    run = ctx.finished(experiments.spectra([(e, image) for e in encoders], labels=labels, normalize=True,
+    result = ctx.finished(experiments.spectra([(e, image) for e in encoders], labels=labels, normalize=True,
                                            seed=ctx.profile.seed, progress=ctx.stage("spectra")))
-    metrics = {"models": [ctx.spec(role) for role in roles], "m": [r.m for r in run.runs],
-               "ranks": [r.numerical_rank for r in run.runs],
-               "rank_deficit": [r.m - r.numerical_rank for r in run.runs],
-               "sigma_1": [float(r.singular_values[0]) for r in run.runs],
-               "decay_half": [float(r.singular_values[r.m // 2] / r.singular_values[0]) for r in run.runs]}
-    return Output([pick(run, "spectra")], metrics)
+    metrics = {"models": [ctx.spec(role) for role in roles], "m": [r.m for r in result.runs],
+               "ranks": [r.numerical_rank for r in result.runs],
+               "rank_deficit": [r.m - r.numerical_rank for r in result.runs],
+               "sigma_1": [float(r.singular_values[0]) for r in result.runs],
+               "decay_half": [float(r.singular_values[r.m // 2] / r.singular_values[0]) for r in result.runs]}
+    return Output([pick(result, "spectra")], metrics)

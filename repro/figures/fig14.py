@@ -14,9 +14,9 @@ from repro.registry import figure
                  "gaussian_error_ratio_large_eps", "nullspace_growth", "breakdown_eps_gaussian",
                  "decay_half_over_control"))
 def fig14(ctx):
-    run = shared.geometry(ctx)
-    eps = run.eps
-    fam = run.study.families
+    result = shared.geometry(ctx)
+    eps = result.eps
+    fam = result.study.families
 
     def error_ratio(name, j):   # median over directions of first-order error / (eps * estimate)
         return float((fam[name].first_order_error[:, j] / (eps[j] * fam[name].estimates[:, j])).median())
@@ -28,5 +28,5 @@ def fig14(ctx):
                "gaussian_error_ratio": ratios, "nullspace_median": null.tolist(),
                "nullspace_growth": float(null[-1] / null[0]),
                "breakdown_eps_gaussian": next((e for e, r in zip(eps, ratios) if r > 0.1), None),
-               **shared.versus_control(ctx, shared.geometry_image(ctx), run.study.spectrum.singular_values)}
-    return Output([pick(run, "lipschitz_eps")], metrics)
+               **shared.versus_control(ctx, shared.geometry_image(ctx), result.study.spectrum.singular_values)}
+    return Output([pick(result, "lipschitz_eps")], metrics)

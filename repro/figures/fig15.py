@@ -18,21 +18,21 @@ from repro.registry import figure
 def fig15(ctx):
     knobs = ctx.knobs
     encoder = ctx.model("second")
-    run, targets, target_classes = shared.pairs(ctx, knobs["pairs"], role="second")
-    projection, pca = shared.pca_view(ctx, run, targets, encoder, knobs["pairs"]["pca_k"])
+    result, targets, target_classes = shared.pairs(ctx, knobs["pairs"], role="second")
+    projection, pca = shared.pca_view(ctx, result, targets, encoder, knobs["pairs"]["pca_k"])
     image_set = shared.sweep_set(ctx, knobs["sweep"]["classes"])
     head = (prototype_head(encoder, image_set.images, image_set.labels, image_set.class_names)
             if knobs["head"] == "prototype" else None)
     sweep, _ = ctx.sweep("second", image_set, knobs["sweep"]["settings"], knobs["sweep"]["batch_size"],
                          model_role="second", head=head)
-    r = sweep.result
-    pairs = shared.pair_metrics(run, target_classes)
+    r = sweep.outcome
+    pairs = shared.pair_metrics(result, target_classes)
     metrics = {"pairs_cos_to_target_png_min": pairs["cos_to_target_png_min"], "pairs_psnr_db_min": pairs["psnr_db_min"],
                **pca, "head": knobs["head"], "clean_accuracy": r.clean_accuracy,
                "matched_accuracy": r.matched_accuracy, "success_rate": r.success_rate, "sweep_pairs": len(r.pairs)}
     first = pick(projection, "pca_bars")
     if knobs["head"] == "text":
-        first += pick(run, "vision_text_after")
+        first += pick(result, "vision_text_after")
         metrics["pairs_target_top1_rate"] = pairs["target_top1_rate"]
     notes = [f"Second model's head: {knobs['head']}" + (" (nearest prototype of the set's own images: the random "
                                                         "text tower has no meaning)" if knobs["head"] == "prototype"

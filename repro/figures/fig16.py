@@ -16,8 +16,8 @@ from repro.registry import figure
         metrics=("pairs", "reader_target_rate", "reader_source_rate", "distance_ratio_reader_median",
                  "distance_ratio_matcher_median"), sweep=True)
 def fig16(ctx):
-    run, plan = shared.main_sweep(ctx)
-    o = run.result.outcomes
+    sweep, plan = shared.main_sweep(ctx)
+    o = sweep.outcome.outcomes
     image_set = shared.sweep_set(ctx, ctx.knobs.get("classes"))
     main, reader = ctx.model("main"), ctx.model(ctx.knobs["reader"])
     targets = shared.model_resolution(main, [image_set.images[t] for t in o.pairs.targets])

@@ -17,11 +17,11 @@ def fig17(ctx):
     (source,), (name,), _ = ctx.pick("photos", [knobs["source"]])
     names = ctx.images("targets").class_names
     texts = list(dict.fromkeys(names[i % len(names)] for i in knobs["texts"]))
-    run = ctx.finished(experiments.match_text(ctx.model("main"), [source], texts, ctx.settings(knobs["settings"]),
+    result = ctx.finished(experiments.match_text(ctx.model("main"), [source], texts, ctx.settings(knobs["settings"]),
                                               seed=ctx.profile.seed, progress=ctx.stage("pairs")))
-    shared.label_pairs(run, [name] * len(texts), [f'text "{t}"' for t in texts])
-    pairs = shared.pair_metrics(run, texts)
+    shared.label_pairs(result, [name] * len(texts), [f'text "{t}"' for t in texts])
+    pairs = shared.pair_metrics(result, texts)
     metrics = {"pairs": len(texts), "text_success_rate": pairs["target_top1_rate"],
                "target_probability_min": pairs["target_probability_min"], "psnr_db_min": pairs["psnr_db_min"],
                "mean_abs_255_max": pairs["mean_abs_255_max"]}
-    return Output([pick(run, "gallery"), pick(run, "vision_text_after")], metrics)
+    return Output([pick(result, "gallery"), pick(result, "vision_text_after")], metrics)

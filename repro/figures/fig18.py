@@ -15,8 +15,8 @@ from repro.registry import figure
             "noise", "main", 2 * shared.sweep_work(knobs, profile)[0].items * (1 + len(knobs["sigmas"]) * knobs["samples"]))],
         metrics=("clean", "matched", "sigmas_255", "auc", "auc_max"), sweep=True)
 def fig18(ctx):
-    run, _ = shared.main_sweep(ctx)
-    o = run.result.outcomes
+    sweep, _ = shared.main_sweep(ctx)
+    o = sweep.outcome.outcomes
     main = ctx.model("main")
     originals = shared.sweep_set(ctx, ctx.knobs.get("classes")).images + ctx.images("classes").images
     clean = quantize(shared.model_resolution(main, originals))

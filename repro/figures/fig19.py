@@ -13,13 +13,13 @@ from repro.registry import figure
         metrics=("goal", "variants", "reached_rate", "final_median", "sigma_1", "ranks", "decay_half"))
 def fig19(ctx):
     knobs = ctx.knobs
-    run = shared.compare_variants(ctx, knobs)
+    result = shared.compare_variants(ctx, knobs)
     main, control = ctx.model("main"), ctx.model("control")
     (image,), _, _ = ctx.pick("photos", [knobs["image"]])
     spectra = ctx.finished(experiments.spectra([(main, image), (control, image)], labels=["trained", "random init"],
                                                normalize=True, seed=ctx.profile.seed, progress=ctx.stage("spectra")))
-    metrics = {**shared.compare_metrics(run, knobs),
+    metrics = {**shared.compare_metrics(result, knobs),
                "sigma_1": [float(r.singular_values[0]) for r in spectra.runs],
                "ranks": [r.numerical_rank for r in spectra.runs],
                "decay_half": [float(r.singular_values[r.m // 2] / r.singular_values[0]) for r in spectra.runs]}
-    return Output([pick(run, "closeness") + pick(spectra, "spectra")], metrics)
+    return Output([pick(result, "closeness") + pick(spectra, "spectra")], metrics)

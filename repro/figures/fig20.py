@@ -10,5 +10,5 @@ from repro.registry import figure
         work=shared.compare_work,
         metrics=("goal", "variants", "reached_rate", "seconds_to_goal_max", "final_median"))
 def fig20(ctx):
-    run = shared.compare_variants(ctx, ctx.knobs)
-    return Output([pick(run, "closeness")], shared.compare_metrics(run, ctx.knobs))
+    result = shared.compare_variants(ctx, ctx.knobs)
+    return Output([pick(result, "closeness")], shared.compare_metrics(result, ctx.knobs))

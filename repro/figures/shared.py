@@ -1,4 +1,4 @@
-"""Experiment runs read by several figures (computed once per run), and the recipes' small helpers."""
+"""Experiment results read by several figures (computed once per run), and the recipes' small helpers."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,6 +9,7 @@ from probe import experiments
 from probe.data import ImageSet
 from probe.images import quantize
 from repro import fingerprints, work
+from repro.data import count
 
 
 def pair_images(ctx, knobs: dict):
@@ -29,12 +30,12 @@ def with_class(names: list[str], classes: list[str]) -> list[str]:
     return [name if cls in name else f"{name} ({cls})" for name, cls in zip(names, classes)]
 
 
-def label_pairs(run, source_names, target_names):
-    """Name an equivalence run's pairs after their images (the run only knows files by name)."""
-    run.sources, run.targets = list(source_names), list(target_names)
-    for pair, source, target in zip(run.pairs, source_names, target_names):
+def label_pairs(result, source_names, target_names):
+    """Name an equivalence result's pairs after their images (the result only knows files by name)."""
+    result.sources, result.targets = list(source_names), list(target_names)
+    for pair, source, target in zip(result.pairs, source_names, target_names):
         pair.source, pair.target = source, target
-    return run
+    return result
 
 
 def pairs(ctx, knobs: dict | None = None, role: str = "main"):
@@ -44,16 +45,14 @@ def pairs(ctx, knobs: dict | None = None, role: str = "main"):
     sources, source_names, targets, target_names, classes, target_classes = pair_images(ctx, knobs)
 
     def compute():
-        run = experiments.equivalence(encoder, sources, targets, ctx.settings(knobs["settings"]), classes=classes,
-                                      seed=ctx.profile.seed, progress=ctx.stage("pairs"))
-        return label_pairs(ctx.finished(run), source_names, with_class(target_names, target_classes))
+        result = experiments.equivalence(encoder, sources, targets, ctx.settings(knobs["settings"]),
+                                         classes=classes, seed=ctx.profile.seed, progress=ctx.stage("pairs"))
+        return label_pairs(ctx.finished(result), source_names, with_class(target_names, target_classes))
     return ctx.shared(f"pairs:{ctx.spec(role)}:{knobs['settings']}", compute), targets, target_classes
 
 
 def pairs_work(knobs: dict, profile, role: str = "main") -> list:
     """What `pairs` computes (Figs 1, 2, 5, 15): its pairs, and the PCA view's images for Figs 1 and 15."""
-    from repro.data import count
-
     n = len(knobs["sources"])
     return [work.pairs("pairs", role, n, knobs["settings"], profile),
             work.forward(f"pca:{role}", role, count(profile.images["classes"]) + 3 * n)]
@@ -66,29 +65,27 @@ def geometry_work(knobs: dict, profile) -> list:
 
 def sweep_work(knobs: dict, profile, role: str = "main") -> list:
     """The systematic N x N sweep (Figs 10, 11, 16, 18; Fig 15 on the second model)."""
-    from repro.data import count
-
     images = knobs.get("classes") or count(profile.images["sweep"])
     return [work.sweep(role, role, images, knobs["settings"], knobs["batch_size"], profile)]
 
 
-def pair_metrics(run, target_classes: list[str]) -> dict:
+def pair_metrics(result, target_classes: list[str]) -> dict:
     """What every pair figure reports: target read as top-1, its probability, and the pixel change."""
-    values = [p.values for p in run.pairs]
-    out = {"pairs": len(run.pairs), "psnr_db_min": min(v["psnr_db_png"] for v in values),
+    values = [p.values for p in result.pairs]
+    out = {"pairs": len(result.pairs), "psnr_db_min": min(v["psnr_db_png"] for v in values),
            "psnr_db_mean": sum(v["psnr_db_png"] for v in values) / len(values),
            "mean_abs_255_max": 255 * max(v["mean_abs_pixel_png"] for v in values),
            "linf_255_max": 255 * max(v["linf_pixel_png"] for v in values),
            "cos_to_target_png_min": min(v["cos_to_target_png"] for v in values),
            "steps_max": max(v["steps_run"] for v in values), "converged": sum(v["converged"] for v in values)}
-    if run.probabilities_after is not None:
-        index = torch.tensor([run.classes.index(c) for c in target_classes])
-        probs = run.probabilities_after
+    if result.probabilities_after is not None:
+        index = torch.tensor([result.classes.index(c) for c in target_classes])
+        probs = result.probabilities_after
         p_target = probs[torch.arange(len(index)), index]
         out |= {"target_top1_rate": (probs.argmax(1) == index).float().mean().item(),
                 "target_probability_min": p_target.min().item(), "target_probability_mean": p_target.mean().item(),
                 "share_target_p99": (p_target >= 0.99).float().mean().item(),
-                "source_read_as_target_before": (run.probabilities_before.argmax(1) == index).float().mean().item()}
+                "source_read_as_target_before": (result.probabilities_before.argmax(1) == index).float().mean().item()}
     return out
 
 
@@ -99,20 +96,20 @@ def model_resolution(encoder, images) -> torch.Tensor:
                           for i in images])
 
 
-def pca_view(ctx, run, targets, encoder, k: int):
+def pca_view(ctx, result, targets, encoder, k: int):
     """Sources, matched (8-bit) and targets on the first k principal components of the classes role."""
-    sources = [p.source_pixels for p in run.pairs]
-    matched = [quantize(p.matched) for p in run.pairs]
+    sources = [p.source_pixels for p in result.pairs]
+    matched = [quantize(p.matched) for p in result.pairs]
     shown_targets = list(model_resolution(encoder, targets))
     letters = "abcdefghijklmnop"   # the paper's letters: sources (a-c), matrix (d), matched (e-g), matrix (h)
-    names = ([f"({letters[i]}) {Path(p.source).stem}" for i, p in enumerate(run.pairs)]
-             + [f"({letters[i + len(run.pairs) + 1]}) {Path(p.source).stem} -> {p.target.split(' (')[0]}"
-                for i, p in enumerate(run.pairs)]
-             + [f"target: {p.target.split(' (')[0]}" for p in run.pairs])
+    names = ([f"({letters[i]}) {Path(p.source).stem}" for i, p in enumerate(result.pairs)]
+             + [f"({letters[i + len(result.pairs) + 1]}) {Path(p.source).stem} -> {p.target.split(' (')[0]}"
+                for i, p in enumerate(result.pairs)]
+             + [f"target: {p.target.split(' (')[0]}" for p in result.pairs])
     projection = experiments.projection(encoder, sources + matched + shown_targets, ctx.images("classes"),
                                         names=names, k=k, seed=ctx.profile.seed)
     coeffs = projection.coefficients
-    n = len(run.pairs)
+    n = len(result.pairs)
     closer = [float((coeffs[n + i] - coeffs[2 * n + i]).norm() < (coeffs[n + i] - coeffs[i]).norm())
               for i in range(n)]
     return projection, {"pca_matched_closer_to_target_rate": sum(closer) / n,
@@ -128,13 +125,13 @@ def spectral_shape(sigma) -> dict:
 
 def versus_control(ctx, image, sigma) -> dict:
     """The spectrum `sigma` of the main model at `image` against its random-init control's at the same image
-    (computed once per run and image): a run-relative check that holds for any weights of a trained model and
+    (computed once per result and image): a result-relative check that holds for any weights of a trained model and
     fails for untrained ones, whose spectra decay slowly."""
     control = ctx.model("control")
     key = f"control_spectrum:{ctx.spec('control')}:{fingerprints.tensors(image)}"
-    run = ctx.shared(key, lambda: ctx.finished(experiments.spectrum(control, image, seed=ctx.profile.seed,
+    result = ctx.shared(key, lambda: ctx.finished(experiments.spectrum(control, image, seed=ctx.profile.seed,
                                                                    progress=ctx.stage("control spectrum"))))
-    main, other = spectral_shape(sigma), spectral_shape(run.singular_values)
+    main, other = spectral_shape(sigma), spectral_shape(result.singular_values)
     return {**main, **{f"{k}_control": v for k, v in other.items()},
             "decay_half_over_control": main["decay_half"] / other["decay_half"],
             "sigma1_over_rms_over_control": main["sigma1_over_rms"] / other["sigma1_over_rms"]}
@@ -167,7 +164,7 @@ def first_classes(image_set: ImageSet, count: int | None) -> ImageSet:
 
 def main_sweep(ctx):
     """The systematic N x N of the sweep role (its first `classes` classes) on the main model (Figs 10, 11, 16,
-    18): (run, plan)."""
+    18): (result, plan)."""
     knobs = ctx.knobs
     return ctx.sweep("main", sweep_set(ctx, knobs.get("classes")), knobs["settings"], knobs["batch_size"])
 
@@ -201,10 +198,10 @@ def compare_work(knobs: dict, profile) -> list:
     return pairs + spectra
 
 
-def compare_metrics(run, knobs: dict) -> dict:
+def compare_metrics(result, knobs: dict) -> dict:
     """Per variant: share of pairs that reached the goal, seconds until the last of them did (None when one
     never did), median final relative cosine distance, steps to the goal, seconds per step."""
-    numbers = run.numbers()
+    numbers = result.numbers()
     out = {"goal": knobs["goal"], "variants": list(knobs["variants"]), "reached_rate": {}, "seconds_to_goal_max": {},
            "final_median": {}, "steps_to_goal": {}, "seconds_per_step": {}}
     for slug in knobs["variants"]:

@@ -7,7 +7,7 @@ stop at squared L2 < 16 and cosine > 0.96, cap 15,000 steps), the paper's ImageN
 (90 pairs of the authors' procedure on ViT-H-14) takes hours on one GPU: run it on a Ray cluster
 (`--engine ray --address auto`).
 """
-from repro.profiles import Profile
+from repro.profiles.base import Profile
 
 PAPER = {"mode": "paper", "lr": 0.09, "l2sq_below": 16.0, "cos_above": 0.96, "steps": 15000}
 FAST = {"mode": "fast", "budget": 8 / 255, "norm": "linf", "steps": 300, "resolution": "model"}

@@ -10,8 +10,8 @@ scaled to the mini-CLIP's embedding (norm ~10 in 64 dimensions): lr 0.3 converge
 One torch thread per process: on a shared 2-core machine two threads ran 5x slower per step.
 """
 from probe.toy.data import class_names
-from probe.toy.effect import psnr_to_rms
-from repro.profiles import Profile
+from probe.metrics import psnr_to_rms
+from repro.profiles.base import Profile
 
 CLASSES = class_names()   # "red circle", ... 30 classes, index = colour * 5 + shape
 

@@ -1,4 +1,5 @@
-"""tqdm bars for the library's progress callbacks (`probe.progress`): the only place probe draws bars.
+"""Progress on the terminal: tqdm bars for the library's progress callbacks (`probe.progress`), the only place
+probe draws bars; the CLI and `repro` both use them (`repro` also announces each figure).
 
 The first Ctrl-C asks the running call to stop (the callback returns False), so the command can save the
 partial result it gets back; a second Ctrl-C interrupts at once."""
@@ -41,6 +42,12 @@ class Bars:
                 self.bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items()}, refresh=False)
             self.bar.refresh()
         return not self.stop_requested
+
+    def announce(self, position: int, count: int, figure) -> None:
+        """A new figure of a `repro` run starts: say which, and close the last stage's bar."""
+        self._close_bar()
+        self.stage = None
+        print(f"[{position + 1}/{count}] fig{figure.id}: {figure.title}", file=sys.stderr, flush=True)
 
     def _close_bar(self) -> None:
         if self.bar is not None:
