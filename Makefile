@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: app demo test venv chromium bench
+.PHONY: app demo test test-fast venv chromium bench mutants space-check
 venv: $(STAMP)
 
 # The package and its test extras, with requirements.txt (the pinned Space list) as constraints.
@@ -30,3 +30,9 @@ test: $(STAMP) chromium
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_matching.py
+
+# Every pin of requirements.txt resolves to a CPython 3.12 manylinux wheel (the Space's Python), nothing installed.
+space-check: $(STAMP)
+	$(BIN)/python -m pip install --dry-run --no-deps --ignore-installed --only-binary=:all: --python-version 3.12 \
+	  --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+	  --platform manylinux2014_x86_64 --target .venv/space-check -r requirements.txt

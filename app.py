@@ -30,11 +30,13 @@ os.environ.setdefault("GRADIO_TEMP_DIR", str(WORKSPACE.root / "gradio"))  # grad
 
 import gradio as gr  # noqa: E402
 
-from probe.gradio_parts import curves, finished, gpu, image_file, refusals, slider, streamed  # noqa: E402
+from probe.gradio_parts import (curves, finished, gpu, image_file, refusals, repair_mcp_file_lists, slider,  # noqa: E402
+                                streamed)
 
 ROOT = Path(__file__).resolve().parent
 EXAMPLES = ROOT / "examples"
 REFERENCE = reference_images(EXAMPLES, EXAMPLES / "shapes")   # the PCA view's reference set
+SURVIVE_WEB = ("jpeg", "resize")   # what "survive JPEG and resizing" optimises over
 
 
 class Views:
@@ -44,15 +46,18 @@ class Views:
     def __init__(self, server: Server):
         self.server, self.config, self.limits = server, server.config, server.config.limits
         cap = lambda *a, **k: int(self.limits.time_cap_seconds)  # noqa: E731
-        match_seconds = lambda source=None, target=None, model=None, mode="fast", steps=None, *a, **k: (  # noqa
-            self.config.match_gpu_seconds(model, mode, steps))
+        def match_seconds(source=None, target=None, model=None, mode="fast", steps=None, budget=None, labels=None,
+                          survive=False, *rest, **options):
+            return self.config.match_gpu_seconds(model, mode, steps, bool(survive))
+
         self.endpoints = {"match": gpu(match_seconds)(refusals(self.match)),
                           "inspect": gpu(cap)(refusals(self.inspect)),
                           "equivalence": gpu(cap)(refusals(self.equivalence)),
                           "one_to_many": gpu(cap)(refusals(self.one_to_many)),
                           "classify": gpu(lambda *a, **k: 60)(refusals(self.classify))}
 
-    def match(self, source, target, model, mode="fast", steps=None, budget=8 / 255, labels="", progress=gr.Progress()):
+    def match(self, source, target, model, mode="fast", steps=None, budget=8 / 255, labels="", survive=False,
+              progress=gr.Progress()):
         """Make the source picture take on the target picture's embedding while looking the same.
 
         Args:
@@ -65,11 +70,14 @@ class Views:
             budget: L-inf budget in [0,1] pixels (8/255 = 0.031); in paper mode an extra budget on top of the
                 authors' clamp, 0 for none.
             labels: comma-separated class names for the zero-shot view; empty for the model's defaults.
+            survive: fast mode only: make the match survive JPEG and resizing (expectation over random
+                differentiable versions of them; slower per step). The summary's `survival` block says what the
+                picture is read as after real JPEG, resizing and a screenshot, either way.
         Returns:
             the matched PNG, the difference x 50, the live curves, zero-shot probabilities of the source and of the
             saved PNG, the PCA view, a zip of everything, and last the JSON summary.
         """
-        settings = self.server.settings(model, mode, steps, budget)
+        settings = self.server.settings(model, mode, steps, budget, SURVIVE_WEB if survive else ())
         uploads = self.server.images([source, target], ["source", "target"])
         encoder, names = self.server.encoder(model), self.server.labels(model, labels)
         for note in uploads.notes:
@@ -173,6 +181,7 @@ class Views:
 def build(server: Server) -> gr.Blocks:
     """The Blocks UI; each event is also an API endpoint named after its view."""
     views, shown = Views(server).endpoints, precomputed(EXAMPLES / "precomputed")
+    repair_mcp_file_lists()
     with gr.Blocks(title="probe: equivalence structures of ViT embeddings", delete_cache=(1800, 3600)) as demo:
         gr.Markdown("# Pictures that look the same to you and different to a vision transformer\n"
                     "Reproducing and probing *Intriguing Equivalence Structures of the Embedding Space of Vision "
@@ -224,7 +233,10 @@ def match_tab(server: Server, match, initial: dict) -> None:
         steps = steps_slider(server, model)
         budget = slider(0, limits.max_budget, value=round(8 / 255, 4), step=1 / 255,
                         label="budget (L-inf, [0,1] pixels)", info="8/255 = 0.031")
-    labels = gr.Textbox(label="class names for the zero-shot view (comma-separated; empty: the model's)", value="")
+    with gr.Row():
+        labels = gr.Textbox(label="class names for the zero-shot view (comma-separated; empty: the model's)", value="")
+        survive = gr.Checkbox(False, label="survive JPEG and resizing", info="fast mode: optimised over random JPEG "
+                              "(quality 50-95) and rescaling; slower per step")
     with gr.Row():
         start, stop = gr.Button("Match", variant="primary"), gr.Button("Stop")
     caption = gr.Markdown(initial.get("caption", ""))
@@ -241,7 +253,7 @@ def match_tab(server: Server, match, initial: dict) -> None:
                    type="filepath", value=initial.get("pca"))
     download = gr.File(label="everything shown (zip of PNGs + JSON)", value=initial.get("zip"))
     summary = gr.JSON(label="summary", value=initial.get("summary"))
-    event = start.click(match, [source, target, model, mode, steps, budget, labels],
+    event = start.click(match, [source, target, model, mode, steps, budget, labels, survive],
                         [matched, diff, plot, before, after, pca, download, summary], api_name="match",
                         concurrency_limit=limits.concurrent_jobs)
     event.then(caption_of, summary, caption, api_name=False)

@@ -2,7 +2,7 @@
 machine, against the same figures made right after in the same process (wall time per figure, drawing and
 writing included). The goal: every figure and the total within 2x.
 
-    python benchmarks/bench_plan.py [--figures 1-20] [--out /tmp/bench_plan]
+    python benchmarks/bench_plan.py [--figures 1-21] [--out /tmp/bench_plan]
 
 Prints a markdown table and writes results/plan.json and results/plan.md (machine, versions, load average).
 """
@@ -37,7 +37,7 @@ def measure(profile, figures, out: Path) -> dict[int, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--figures", default="1-20")
+    parser.add_argument("--figures", default="1-21")
     parser.add_argument("--out", default=None, help="folder for the figures made (default: a new temporary one; "
                                                     "it must not hold sweep shards, which would be reused)")
     args = parser.parse_args()

@@ -95,3 +95,66 @@ def finished(call, cap: float, progress):
     for last in streamed(call, cap, progress):
         pass
     return last
+
+
+def repair_mcp_file_lists() -> None:
+    """Make gradio's MCP server accept lists of files (the Equivalence and Classify tools take several pictures).
+
+    gradio 6.31 describes a `gr.File(file_count="multiple")` input with a `$ref` into `$defs` kept inside the
+    property, which MCP's input validation cannot resolve ("PointerToNowhere"), and it converts URLs to files only at
+    fixed positions, never at list items. Here the references are inlined and each list item is converted."""
+    from gradio.mcp import GradioMCPServer
+
+    simplify, convert = GradioMCPServer.simplify_filedata_schema, GradioMCPServer.convert_strings_to_filedata
+    if getattr(simplify, "repaired", False):
+        return
+
+    def simplify_inlined(self, schema):
+        return simplify(self, inline_refs(schema))
+
+    def convert_items(self, value, positions):
+        return convert(self, value, [p for position in positions for p in at_items(position, value)])
+
+    simplify_inlined.repaired = True
+    GradioMCPServer.simplify_filedata_schema = simplify_inlined
+    GradioMCPServer.convert_strings_to_filedata = convert_items
+
+
+def inline_refs(schema: dict) -> dict:
+    """A JSON schema with every `#/$defs/...` reference replaced by its definition, wherever the `$defs` sit."""
+    definitions: dict = {}
+
+    def collect(node):
+        if isinstance(node, dict):
+            definitions.update(node.get("$defs", {}))
+            for value in node.values():
+                collect(value)
+        elif isinstance(node, list):
+            for value in node:
+                collect(value)
+
+    def resolve(node):
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/") and ref.split("/")[-1] in definitions:
+                node = {**definitions[ref.split("/")[-1]], **{k: v for k, v in node.items() if k != "$ref"}}
+            return {k: resolve(v) for k, v in node.items() if k != "$defs"}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    collect(schema)
+    return resolve(schema)
+
+
+def at_items(position: list, value) -> list[list]:
+    """A schema position (with "items" for any list item) as the positions of `value`'s actual items."""
+    if "items" not in position:
+        return [position]
+    cut = position.index("items")
+    node = value
+    for key in position[:cut]:
+        node = node.get(key) if isinstance(node, dict) else None
+    if not isinstance(node, list):
+        return []
+    return [q for i in range(len(node)) for q in at_items(position[:cut] + [i] + position[cut + 1:], value)]

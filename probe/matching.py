@@ -34,6 +34,7 @@ from probe.errors import DivergenceError, ProbeError
 from probe.images import fit_pixel_count, from_pil
 from probe.params import Param, check_fields, check_options, params_of, setting
 from probe.progress import Progress, report, within
+from probe.transforms import SURVIVE, RandomTransforms
 
 Tensor = torch.Tensor
 
@@ -246,6 +247,9 @@ class MatchParts:
     keep_best: bool = False
     resolution: str = "model"      # pixel space only: "model" input size, or "source" size
     max_pixels: int | None = None  # pixel space at source size: larger sources are scaled down to this
+    transform: Callable[[Tensor], Tensor] | None = None   # pixel space: on a random half of the steps the loss is
+    #   taken on a fresh random transform(x) instead of x (expectation over transformations, half of it the
+    #   picture itself); metrics and the stopping rule always read x itself
 
 
 # --- settings: the two modes as values ----------------------------------------------------------------
@@ -322,6 +326,10 @@ class FastSettings:
                                         "model's input size", kind=str, choices=RESOLUTIONS)
     max_pixels: int = setting(MAX_MATCH_PIXELS, "source resolution: larger sources are scaled down to this many "
                                                 "pixels", kind=int, low=1)
+    survive: tuple[str, ...] = setting((), "optimise the match to survive these (random differentiable JPEG at "
+                                           "quality 50-95, rescaling to 0.5-1x, shifts up to 3%): expectation over "
+                                           "transformations; none by default", kind=str, choices=SURVIVE, many=True,
+                                       optional=True)
 
     mode = "fast"
 
@@ -342,16 +350,23 @@ class FastSettings:
         lr, steps = self.step_size, self.steps
         optimizer = {"adam": lambda: Adam(lr, steps), "sign": lambda: SteepestDescent(lr, steps, "linf"),
                      "normalized": lambda: SteepestDescent(lr, steps, "l2")}[self.update_rule]()
+        transform = RandomTransforms(self.survive) if self.survive else None
         return MatchParts(space="pixel", loss=LOSSES[self.loss], optimizer=optimizer,
                           constraint=budget_constraint(self.norm, self.budget), stop=RelativeStop(self.rel_l2_below),
-                          steps=steps, keep_best=True, resolution=self.resolution, max_pixels=self.max_pixels)
+                          steps=steps, keep_best=transform is None, resolution=self.resolution,
+                          max_pixels=self.max_pixels, transform=transform)
 
     def to_dict(self) -> dict:
         return {"mode": self.mode, **asdict(self), "optimizer": self.update_rule, "lr": self.step_size,
                 "lr_schedule": "cosine decay to 5%",
                 "constraint": f"{self.norm} <= {self.budget:.6g} in [0,1] pixels"
                               + (" (root-mean-square)" if self.norm == "l2" else "") + " and the [0,1] box",
-                "stop": f"l2 <= {self.rel_l2_below:g} x initial l2", "keeps": "best iterate (lowest loss)"}
+                "stop": f"l2 <= {self.rel_l2_below:g} x initial l2",
+                "keeps": "last iterate" if self.survive else "best iterate (lowest loss)",
+                "survive": list(self.survive),
+                **({"objective": "each step, with probability 1/2, the loss of a "
+                    f"random differentiable {'+'.join(self.survive)} of the picture instead of the picture's "
+                    "(expectation over transformations)"} if self.survive else {})}
 
 
 Settings = PaperSettings | FastSettings
@@ -364,6 +379,10 @@ def settings_for(mode: str = "fast", model_defaults: dict | None = None, **optio
     clear error for unknown modes and settings. The one way front ends build settings."""
     mode = MODE.check(mode)
     params = params_of(MODES[mode])
+    if mode == "paper" and "survive" in options:
+        if options.pop("survive"):
+            raise ProbeError("survive is an option of the fast mode: the paper mode runs the authors' procedure "
+                             "unchanged (use mode fast to make a match survive JPEG and resizing)")
     merged = {**check_options(params, model_defaults or {}, f"{mode} mode"),
               **check_options(params, {k: v for k, v in options.items() if v is not None}, f"{mode} mode")}
     return MODES[mode](**merged)
@@ -546,9 +565,15 @@ def _run(parts: MatchParts, embed, to_pixels, constraint, x0: Tensor, source_pix
     cancelled = False
     for step in range(parts.steps + 1):
         x_var = x.detach().requires_grad_(True)
-        emb = embed(x_var)
-        loss = parts.loss(emb, target)
-        (grad,) = torch.autograd.grad(loss.sum(), x_var)
+        if parts.transform is not None and bool(torch.rand(()) < 0.5):   # half the steps: a transformed version
+            with torch.no_grad():
+                emb = embed(x)
+                loss = parts.loss(emb, target)
+            optimised = parts.loss(embed(parts.transform(x_var)), target)
+        else:
+            emb = embed(x_var)
+            loss = optimised = parts.loss(emb, target)
+        (grad,) = torch.autograd.grad(optimised.sum(), x_var)
         with torch.no_grad():
             record = _step_metrics(loss, emb, target, source_emb, to_pixels(x), source_pixels)
             history.append(record)

@@ -35,7 +35,7 @@ class Param:
     open_high: bool = False         # high itself excluded
     choices: tuple = ()
     many: bool = False              # a list of `kind` (comma-separated on the command line)
-    optional: bool = False          # None is allowed (its meaning is in the help)
+    optional: bool = False          # None (and for a list, no values) is allowed (its meaning is in the help)
     unit: str = ""
     cli: str = ""                   # the command-line flag when it is not --name-with-dashes
     name: str = ""
@@ -106,7 +106,7 @@ class Param:
                 raise ProbeError(f"{self.name} must be in {self.range_text()}"
                                  f"{' ' + self.unit if self.unit else ''}, got {item!r}")
             out.append(converted)
-        if self.many and not out:
+        if self.many and not out and not self.optional:
             raise ProbeError(f"{self.name} needs at least one value")
         return out if self.many else out[0]
 
@@ -145,7 +145,7 @@ def check_fields(instance) -> None:
     """Check every declared field of a settings dataclass (in `__post_init__`)."""
     for name, param in params_of(type(instance)).items():
         value = param.check(getattr(instance, name))
-        object.__setattr__(instance, name, tuple(value) if param.many else value)
+        object.__setattr__(instance, name, tuple(value or ()) if param.many else value)
 
 
 def declare(function: Callable, **params: Param) -> dict[str, Param]:

@@ -87,6 +87,30 @@ def budget_sweep_figure(curves: dict, title: str = "matched image classified as 
     return fig, {"title": title, "curves": {k: [list(p) for p in v] for k, v in curves.items()}}
 
 
+def survival_figure(shares: dict, cosines: dict, labels: list[str],
+                    title: str = "matched pictures after what the web does to them"):
+    """Two panels over the same transformations (`labels`, in order): the share of pictures read as the target's
+    class and the mean cosine to the target's embedding, one line per way of matching; `shares[name]`,
+    `cosines[name]`: one value per label."""
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    x = np.arange(len(labels))
+    for name in shares:
+        top.plot(x, [100 * v for v in shares[name]], marker="o", label=name)
+        bottom.plot(x, cosines[name], marker="o", label=name)
+    top.set_ylabel("read as the target (% of pairs)")
+    top.set_ylim(-2, 102)
+    bottom.set_ylabel("cosine to the target (mean)")
+    bottom.set_xticks(x, labels, rotation=20, ha="right")
+    bottom.set_xlabel("what the 8-bit matched picture went through (Pillow)")
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+    top.legend()
+    top.set_title(title)
+    fig.tight_layout()
+    return fig, {"title": title, "labels": list(labels), "shares": {k: list(v) for k, v in shares.items()},
+                 "cosines": {k: list(v) for k, v in cosines.items()}}
+
+
 def matched_examples_figure(sources, matched, captions, title: str = "source, matched, difference x 50"):
     """One row per pair: the source, the matched image and their difference amplified 50x (the paper's
     Fig 2 scale, grey = no change); `captions[i] = (source caption, matched caption)`."""

@@ -32,6 +32,7 @@ from probe.images import as_pixels, open_pil
 from probe.matching import FastSettings, PaperSettings, Settings, settings_for
 from probe.models import EncoderCache, defaults_for, hub_reachable, needs_hub, parse_spec, weights_status
 from probe.params import Param, params_of
+from probe.readback import survival_lines
 from probe.results import SUMMARY_FILE, save
 from probe.zeroshot import parse_labels
 
@@ -98,20 +99,21 @@ class AppConfig:
         (the same in the CLI), else this hardware's."""
         return defaults_for(self.spec(model), mode).get("steps", self.default_steps)
 
-    def match_gpu_seconds(self, model: str, mode: str = "fast", steps=None) -> int:
-        """ZeroGPU: the seconds a match may hold the GPU (about 0.1 s a step, within the time cap). A request the
-        handler will refuse gets the most."""
+    def match_gpu_seconds(self, model: str, mode: str = "fast", steps=None, survive: bool = False) -> int:
+        """ZeroGPU: the seconds a match may hold the GPU (about 0.1 s a step, 0.3 s surviving JPEG and resizing,
+        within the time cap). A request the handler will refuse gets the most."""
         try:
             steps = self.steps_for(model, mode) if steps is None else float(steps)
         except (ProbeError, TypeError, ValueError):
             steps = self.limits.max_steps
-        return int(min(self.limits.time_cap_seconds, 15 + 0.1 * steps))
+        return int(min(self.limits.time_cap_seconds, 15 + (0.3 if survive else 0.1) * steps))
 
-    def settings(self, model: str, mode: str, steps, budget) -> Settings:
+    def settings(self, model: str, mode: str, steps, budget, survive=()) -> Settings:
         """A request's matching settings: its values checked against the declarations and this server's limits,
-        over the model's own defaults. In paper mode a budget of 0 means none (the authors' procedure)."""
+        over the model's own defaults. In paper mode a budget of 0 means none (the authors' procedure); `survive`
+        (fast mode only) names the transformations the match is to survive."""
         params = self.request_params(mode)
-        values = {"steps": params["steps"].check(steps)}
+        values = {"steps": params["steps"].check(steps), "survive": survive or None}
         if mode == "paper":
             budget = replace(params["budget"], low=0.0, open_low=False).check(budget)
             values["budget"] = budget or None
@@ -373,10 +375,10 @@ class Server:
         """The class names a view reads over: the text's, else the model's defaults; none without a text tower."""
         return parse_labels(text, self.config.labels_for(model)) if self.encoder(model).has_text else []
 
-    def settings(self, model: str, mode: str, steps, budget) -> Settings:
+    def settings(self, model: str, mode: str, steps, budget, survive=()) -> Settings:
         """The request's matching settings (its steps, or the model's default here)."""
         return self.config.settings(model, mode, self.config.steps_for(model, mode) if steps is None else steps,
-                                    budget)
+                                    budget, survive)
 
     def images(self, paths: list, roles: list[str] | None = None) -> Uploads:
         """Uploaded files checked (`check_image`, each named by its role in its messages)."""
@@ -426,8 +428,8 @@ class Server:
             pair.source, pair.target = source, target
         folder = self.saved(result, "equivalence")
         gallery = [(str(folder / f"matched_{i + 1}.png"), f"{i + 1}: {p.source} -> {p.target}, cos "
-                    f"{p.values['cos_to_target_png']:.3f}, {p.values['psnr_db_png']:.1f} dB")
-                   for i, p in enumerate(result.pairs)]
+                    f"{p.values['cos_to_target_png']:.3f}, {p.values['psnr_db_png']:.1f} dB; "
+                    + "; ".join(survival_lines(p.values, ("jpeg75",)))) for i, p in enumerate(result.pairs)]
         matrix, cosines = folder / "vision_text_after.png", folder / "cosine_matched.png"
         summary = result.to_dict() | ({"notes": [f"stopped at the time cap after {len(result.pairs)} pairs"]}
                                       if timed_out else {})
@@ -469,7 +471,8 @@ def caption_of(summary: dict | None) -> str:
              else "the model's input resolution")
     return (f"**{summary['status']}.** The matched picture is {width} x {height} pixels ({where}); saved as PNG its "
             f"cosine to the target is {summary['cos_to_target_png']:.3f} (from {summary['cos_to_target_initial']:.3f}),"
-            f" PSNR {summary['psnr_db_png']:.1f} dB.")
+            f" PSNR {summary['psnr_db_png']:.1f} dB." + "".join(f" {line[0].upper()}{line[1:]}."
+                                                                for line in survival_lines(summary)))
 
 
 def precomputed(folder: Path) -> dict:

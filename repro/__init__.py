@@ -3,7 +3,7 @@ check them against what the paper and its sister papers report, resume interrupt
 sweeps out on Ray.
 
     python -m repro list                      # every figure: id, title, claim, faithful or reconstruction
-    python -m repro all --quick --out DIR     # all 20 figures offline on the CPU (mini-CLIP)
+    python -m repro all --quick --out DIR     # all 21 figures offline on the CPU (mini-CLIP)
     python -m repro fig10 --profile paper --device cuda --out DIR [--engine ray --address auto]
     python -m repro check DIR                 # reproduced / not reproduced / not comparable, per figure
 

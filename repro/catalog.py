@@ -5,7 +5,7 @@ import re
 
 from probe.errors import ProbeError
 from repro.figures import (fig01, fig02, fig03, fig04, fig05, fig06, fig07, fig08, fig09, fig10,  # noqa: F401
-                           fig11, fig12, fig13, fig14, fig15, fig16, fig17, fig18, fig19, fig20)
+                           fig11, fig12, fig13, fig14, fig15, fig16, fig17, fig18, fig19, fig20, fig21)
 from repro.registry import FIGURES, Figure
 
 

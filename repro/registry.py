@@ -28,7 +28,7 @@ class Figure:
     title: str
     tests: tuple[str, ...]        # keys of CLAIMS
     design: str                   # what the figure shows and why that tests the claim
-    faithful: bool                # Figs 1-5: caption known; 6-20: reconstructions
+    faithful: bool                # Figs 1-5: caption known; 6-20: reconstructions; 21-: beyond the paper
     metrics: tuple[str, ...]      # documented keys of figN.json["metrics"] (what `check` reads)
     recipe: Callable
     sweep: bool = False           # reads a long sharded sweep
@@ -37,11 +37,13 @@ class Figure:
 
     @property
     def kind(self) -> str:
-        return "faithful" if self.faithful else "reconstruction"
+        return "faithful" if self.faithful else "beyond the paper" if self.id > PAPER_FIGURES else "reconstruction"
 
     @property
     def label(self) -> str:
         """What the figure says about itself."""
+        if self.id > PAPER_FIGURES:
+            return f"BEYOND THE PAPER: arXiv:2401.15568 has {PAPER_FIGURES} figures; this one is designed here"
         if self.faithful:
             return f"FAITHFUL to the caption of arXiv:2401.15568 Fig {self.id} (redrawn from the caption, not a copy)"
         aim = ("to go beyond the paper" if self.tests == ("beyond",)
@@ -53,6 +55,7 @@ class Figure:
 
 
 FIGURES: dict[int, Figure] = {}
+PAPER_FIGURES = 20   # the paper's own; figures after them go beyond it
 
 
 def figure(id: int, title: str, tests: tuple[str, ...], design: str, metrics: tuple[str, ...],

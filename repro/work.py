@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 KINDS = ("match", "jacobian", "lipschitz", "forward")
+SURVIVE_STEP_COST = 2.5   # a transformation-aware step in plain steps (benchmarks/bench_survival.py measures it)
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ def settings_steps(settings: dict, expected_paper_steps: int) -> tuple[int, int]
     cap; the authors' procedure stops at its thresholds, after `expected_paper_steps` by assumption, unless
     its thresholds cannot be met (a cap run, as Fig 20 does)."""
     cap = int(settings.get("steps", 300 if settings.get("mode") == "fast" else 15000))
+    if settings.get("survive"):   # two forward+backward passes a step, and the transformations: counted as more steps
+        cap = round(cap * SURVIVE_STEP_COST)
     if settings.get("mode") == "paper" and settings.get("l2sq_below", 16.0) > 0 and settings.get("cos_above", 0.96) <= 1:
         return cap, min(cap, expected_paper_steps)
     return cap, cap

@@ -31,6 +31,14 @@ def tiny_encoder():
     return load_encoder("tiny")
 
 
+@pytest.fixture(scope="session")
+def mini_clip():
+    """The shipped mini-CLIP, loaded once per session (tests must not change it)."""
+    from probe.models import load_encoder
+
+    return load_encoder("mini-clip")
+
+
 @pytest.fixture(params=DEVICES)
 def device(request) -> str:
     return request.param

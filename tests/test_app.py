@@ -2,8 +2,6 @@
 called through gradio_client, bad input included, under load, cancelled; its settings against the Space's."""
 import hashlib
 import json
-import re
-import socket
 import threading
 import time
 from pathlib import Path
@@ -15,36 +13,8 @@ from PIL import Image
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 
-import app as app_module  # noqa: E402
-from probe.serving import WORKER_NAME, load_config, precomputed  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-CAT, COFFEE, ROCKET = (str(ROOT / "examples" / n) for n in ("cat.png", "coffee.png", "rocket.png"))
-STAR, CIRCLE = (str(ROOT / "examples" / "shapes" / n) for n in ("blue_star.png", "red_circle.png"))
-MINI = "mini-CLIP (offline, shapes and colours)"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def config_file(tmp_path, **limits) -> Path:
-    raw = yaml.safe_load((ROOT / "space_config.yml").read_text())
-    raw["limits"].update(limits)
-    path = tmp_path / "config.yml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
-
-
-def launch(path: Path, **launch_options):
-    app = app_module.create_app(str(path), device="cpu", hardware="cpu")
-    demo = app_module.build(app)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                max_file_size=app.config.limits.max_upload_bytes, **launch_options)
-    return demo, f"http://127.0.0.1:{port}/", app
+from app_helpers import CAT, CIRCLE, COFFEE, MINI, ROOT, STAR, config_file, launch  # noqa: E402
+from probe.serving import WORKER_NAME, caption_of, load_config, precomputed  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +53,19 @@ def test_match_streams_and_ends_with_png_then_summary(client):
     assert outputs[4]["label"] == "blue star"   # the zero-shot view of the saved PNG
     assert Path(outputs[5]).name == "pca_bars.png" and summary["pca"][2] != summary["pca"][0]  # the PCA view
     assert Path(outputs[6]).suffix == ".zip"
+
+
+def test_survive_option_through_the_api_and_the_caption(client):
+    outputs = client.predict(source=handle_file(CAT), target=handle_file(STAR), model=MINI, steps=10, survive=True,
+                             api_name="/match")
+    summary = outputs[-1]
+    assert summary["settings"]["survive"] == ["jpeg", "resize"] and summary["settings"]["keeps"] == "last iterate"
+    jpeg75 = summary["survival"]["jpeg75"]
+    assert jpeg75["read_as"] and -1 <= jpeg75["cos_to_target"] <= 1
+    assert f"After JPEG 75: read as {jpeg75['read_as']}, cosine {jpeg75['cos_to_target']:.3f}" in caption_of(summary)
+    with pytest.raises(Exception, match="survive is an option of the fast mode"):
+        client.predict(source=handle_file(CAT), target=handle_file(STAR), model=MINI, mode="paper", steps=2,
+                       survive=True, api_name="/match")
 
 
 def test_paper_mode_returns_the_models_resolution(client):
@@ -240,24 +223,6 @@ def test_precomputed_example_was_made_by_the_shipped_weights():
     assert len(initial["inspect"][2]) == 4 and all(Path(p).is_file() for p, _ in initial["equivalence"][0])
 
 
-def test_space_front_matter_config_and_requirements_agree():
-    from probe.serving import hub_repos
-
-    readme = (ROOT / "README.md").read_text()
-    match = re.match(r"---\n(.*?)\n---\n", readme, re.S)
-    assert match, "README.md must open with the Space front matter"
-    front = yaml.safe_load(match.group(1))
-    pins = dict(line.split("==") for line in (ROOT / "requirements.txt").read_text().splitlines()
-                if "==" in line and not line.startswith("#"))
-    assert front["sdk"] == "gradio" and front["sdk_version"] == pins["gradio"]
-    assert front["app_file"] == "app.py" and front["python_version"] == "3.11"
-    config = load_config(hardware="cpu")
-    repos = sorted({repo for spec in config.models.values() for repo in hub_repos(spec)})
-    assert sorted(front["models"]) == repos
-    assert sorted(front["preload_from_hub"]) == repos
-    assert front["short_description"] and front["license"]
-
-
 def test_config_refuses_a_default_outside_the_allowlist(tmp_path):
     from probe.errors import ProbeError
 
@@ -267,20 +232,6 @@ def test_config_refuses_a_default_outside_the_allowlist(tmp_path):
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(ProbeError, match="'some model' is not in the models allowlist"):
         load_config(path, hardware="cpu")
-
-
-def test_mcp_tools_carry_the_endpoints_and_their_docs(tmp_path):
-    pytest.importorskip("mcp")
-    import urllib.request
-
-    demo, url, _ = launch(config_file(tmp_path), mcp_server=True)
-    try:
-        with urllib.request.urlopen(url + "gradio_api/mcp/schema", timeout=30) as response:
-            tools = {tool["name"]: tool for tool in json.loads(response.read())}
-        assert {"match", "inspect", "equivalence", "one_to_many", "classify"} <= set(tools), sorted(tools)
-        assert "L-inf budget in [0,1] pixels" in json.dumps(tools["match"])
-    finally:
-        demo.close()
 
 
 def test_one_match_through_the_api_the_cli_and_the_app_is_the_same(client, server, tmp_path):
@@ -308,4 +259,6 @@ def test_one_match_through_the_api_the_cli_and_the_app_is_the_same(client, serve
         assert library.values[key] == cli[key] == served[key], key
     png = (tmp_path / "api" / "matched.png").read_bytes()
     assert png == (tmp_path / "cli" / "matched.png").read_bytes() == Path(outputs[0]).read_bytes()
-    assert served["settings"] == cli["settings"] == library.settings
+    assert served["settings"] == cli["settings"] == json.loads((tmp_path / "api" / "summary.json").read_text())["settings"]
+    assert {c: v["cos_to_target"] for c, v in served["survival"].items()} == {
+        c: v["cos_to_target"] for c, v in cli["survival"].items()}

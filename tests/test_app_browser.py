@@ -4,6 +4,7 @@ import os
 import re
 import shutil
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,18 @@ def page_url(tmp_path_factory):
     demo.close()
 
 
+def summary_of(page, source: str, target: str, seconds: float = 60) -> str:
+    """The page's text once its summary names this source and target (the streamed outputs arrive in turn)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        text = page.inner_text("body")
+        if re.search(rf'"source"\s*:\s*"{re.escape(source)}"', text) and \
+                re.search(rf'"target"\s*:\s*"{re.escape(target)}"', text):
+            return text
+        assert time.monotonic() < deadline, f"the summary is not of the example clicked ({source} -> {target})"
+        page.wait_for_timeout(500)
+
+
 def test_a_visitor_runs_an_example_match(page_url, tmp_path):
     if CHROMIUM is None:
         pytest.fail("headless Chromium is missing: `make test` installs Debian's chromium package "
@@ -49,9 +62,7 @@ def test_a_visitor_runs_an_example_match(page_url, tmp_path):
         expect(page.get_by_text("ran 25 steps, the cap").first).to_be_visible(timeout=240_000)
         expect(page.get_by_text("x 213 pixels (the source's resolution)")).to_be_visible(timeout=60_000)
         expect(page.get_by_text("green square").first).to_be_visible(timeout=60_000)
-        text = page.inner_text("body")
-        assert re.search(r'"source"\s*:\s*"coffee.png"', text) and re.search(r'"target"\s*:\s*"green_square.png"', text), \
-            "the summary is not of the example clicked (coffee -> green square)"
+        text = summary_of(page, "coffee.png", "green_square.png")
         initial = float(re.search(r'"cos_to_target_initial"\s*:\s*([-0-9.]+)', text).group(1))
         saved = float(re.search(r'"cos_to_target_png"\s*:\s*([-0-9.]+)', text).group(1))
         assert saved > initial + 0.5 and saved > 0.8, (initial, saved)   # the rendered numbers of this run

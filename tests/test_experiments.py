@@ -16,11 +16,6 @@ ROOT = Path(__file__).resolve().parents[1]
 CAT, ROCKET, COFFEE = (ROOT / "examples" / name for name in ("cat.png", "rocket.png", "coffee.png"))
 
 
-@pytest.fixture(scope="module")
-def mini_clip():
-    return load_encoder("mini-clip")
-
-
 def _chelsea() -> Path:
     import skimage
 

@@ -7,7 +7,6 @@ from probe import experiments
 from probe.data import Pairs
 from probe.evaluate import match_pairs
 from probe.matching import FastSettings
-from probe.models import load_encoder
 from repro import data
 
 FAST = FastSettings(norm="l2", budget=0.0177, loss="cosine", optimizer="normalized", steps=6, resolution="model")
@@ -20,11 +19,6 @@ def one_thread():
 
     with torch_threads(1):
         yield
-
-
-@pytest.fixture(scope="module")
-def mini_clip():
-    return load_encoder("mini-clip")
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 import csv
 import json
 
-import pytest
 import torch
 
 from probe.cli import main
@@ -10,15 +9,9 @@ from probe.experiments.effects import measure, read_as_target
 from probe.images import quantize
 from probe.matching import FastSettings
 from probe.metrics import psnr, psnr_to_rms
-from probe.models import load_encoder
 from probe.toy.data import class_names
 from probe.toy.effect import drawn_pairs, label_sets, photo_pairs, shape_pairs
 from probe.zeroshot import text_head
-
-
-@pytest.fixture(scope="module")
-def mini_clip():
-    return load_encoder("mini-clip")
 
 
 def test_psnr_to_rms_lands_on_the_floor_after_rounding():

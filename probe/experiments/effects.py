@@ -27,7 +27,7 @@ from probe.matching import FastSettings, match, sweep
 from probe.metrics import psnr, psnr_to_rms
 from probe.params import Param, declare
 from probe.progress import Progress, within
-from probe.readback import pixels, read_as, read_back
+from probe.readback import READ_BACK, check_codecs, pixels, read_as, read_back
 from probe.zeroshot import text_head
 
 Tensor = torch.Tensor
@@ -188,15 +188,18 @@ class LabelledPair:
 
 
 def read_as_target(encoder, pairs: Sequence[LabelledPair], label_sets: dict[str, Sequence[str]],
-                   settings: FastSettings | None = None, seed: int = 0, progress: Progress | None = None) -> dict:
+                   settings: FastSettings | None = None, seed: int = 0, codecs: Sequence[str] = READ_BACK,
+                   progress: Progress | None = None) -> dict:
     """Each source matched to its target's embedding with `settings` (default: the fast defaults, at the
-    source's own resolution), saved as an 8-bit PNG, read back through the model's own preprocessing and
-    classified over each label set. Rows also say how the clean source and target were read (a misread target
-    is matched faithfully and misread again). Pairs of one size are matched as one batch. Returns, per label set,
-    the share read as the target (`target_top1_<set>`), and the rows."""
+    source's own resolution), saved, read back through the model's own preprocessing per codec (`codecs`: "png"
+    first, then any of `probe.readback.SURVIVAL`) and classified over each label set. Rows also say how the clean
+    source and target were read (a misread target is matched faithfully and misread again). Pairs of one size
+    are matched as one batch. Returns, per label set, the share of PNGs read as the target (`target_top1_<set>`),
+    per codec the shares and the mean cosine to the target (`survival`), the mean PSNR of the PNGs, and the rows."""
     settings = settings or FastSettings()
+    codecs = check_codecs(codecs)
     heads = {name: text_head(encoder, list(labels)) for name, labels in label_sets.items()}
-    rows = []
+    rows, steps, seconds = [], 0, 0.0
     for size in sorted({p.source.size for p in pairs}):
         group = [p for p in pairs if p.source.size == size]
         sources = torch.stack([from_pil(p.source) for p in group]).to(encoder.device)
@@ -205,18 +208,36 @@ def read_as_target(encoder, pairs: Sequence[LabelledPair], label_sets: dict[str,
                       progress=within(progress, f"{size[0]}x{size[1]} px"))
         if batch.cancelled:
             break
-        matched = pixels_of(batch.images)
-        read = {(name, what): read_as(encoder, head, images)["png"]["probabilities"].argmax(1).tolist()
-                for name, head in heads.items() for what, images in (("matched", matched), ("source", sources),
-                                                                      ("target", targets))}
+        steps, seconds = steps + settings.steps, seconds + batch.seconds
+        read = {codec: read_as(encoder, None, batch.images, batch.target_embedding, codecs=(codec,))[codec]
+                for codec in codecs}
+        matched = pixels(read["png"]["pictures"])
+        db = psnr(matched, sources.cpu())
+        labels = {(name, what, codec): head.probabilities(embeddings).argmax(1).tolist()
+                  for name, head in heads.items()
+                  for what, codec, embeddings in [("matched", c, read[c]["embeddings"]) for c in codecs]
+                  + [(what, "png", read_as(encoder, None, images)["png"]["embeddings"])
+                     for what, images in (("source", sources), ("target", targets))]}
         for k, pair in enumerate(group):
             row = {"resolution": size[0], "source": pair.source_label, "target": pair.target_label, **pair.details,
-                   "linf_255": float((matched[k] - sources[k].cpu()).abs().max() * 255)}
-            for name, labels in label_sets.items():
-                row[f"read_as_{name}"] = labels[read[name, "matched"][k]]
-                row[f"source_read_as_{name}"] = labels[read[name, "source"][k]]
-                row[f"target_read_as_{name}"] = labels[read[name, "target"][k]]
+                   "linf_255": float((matched[k] - sources[k].cpu()).abs().max() * 255), "psnr_db": float(db[k])}
+            for name, names in label_sets.items():
+                row[f"read_as_{name}"] = names[labels[name, "matched", "png"][k]]
+                row[f"source_read_as_{name}"] = names[labels[name, "source", "png"][k]]
+                row[f"target_read_as_{name}"] = names[labels[name, "target", "png"][k]]
+                for codec in codecs[1:]:
+                    row[f"read_as_{name}_{codec}"] = names[labels[name, "matched", codec][k]]
+            for codec in codecs:
+                row[f"cos_to_target_{codec}"] = float(read[codec]["cos_to_target"][k])
             rows.append(row)
-    shares = {f"target_top1_{name}": (sum(r[f"read_as_{name}"] == r["target"] for r in rows) / len(rows)
-                                       if rows else 0.0) for name in label_sets}
-    return {"settings": settings.to_dict(), "pairs": len(rows), **shares, "rows": rows}
+
+    def share(key: str) -> float:
+        return sum(r[key] == r["target"] for r in rows) / len(rows) if rows else 0.0
+
+    survival = {codec: {"cos_to_target_mean": sum(r[f"cos_to_target_{codec}"] for r in rows) / max(1, len(rows)),
+                        **{f"target_top1_{name}": share(f"read_as_{name}" + ("" if codec == "png" else f"_{codec}"))
+                           for name in label_sets}} for codec in codecs}
+    return {"settings": settings.to_dict(), "pairs": len(rows),
+            **{f"target_top1_{name}": share(f"read_as_{name}") for name in label_sets},
+            "psnr_db_mean": sum(r["psnr_db"] for r in rows) / max(1, len(rows)),
+            "seconds_per_step": seconds / max(1, steps), "survival": survival, "rows": rows}

@@ -20,7 +20,7 @@ from probe.experiments.classification import ProjectionResult, projection
 from probe.images import as_pixels, decode_image, encode_png
 from probe.matching import FastSettings, Settings
 from probe.progress import Progress, within
-from probe.readback import READ_BACK, check_codecs, pixels, read_as
+from probe.readback import READ_BACK, SURVIVAL, check_codecs, pixels, read_as, survival_lines
 from probe.zeroshot import embed_images, resolve_templates, text_head
 
 Tensor = torch.Tensor
@@ -39,6 +39,7 @@ class MatchResult(Result):
     trace: dict = field(default_factory=dict)   # name -> one value per step
     values: dict = field(default_factory=dict)  # the summary numbers
     zero_shot: dict | None = None               # classes, the source's probabilities, the matched picture's per codec
+    target_embedding: Tensor | None = None      # (m,) what it was matched to
     view: ProjectionResult | None = None        # the PCA view of source, target and matched (read back)
 
     def numbers(self) -> dict:
@@ -77,7 +78,7 @@ class MatchResult(Result):
         return (f"{v['status']}: cos to target {v['cos_to_target_initial']:.4f} -> {v['cos_to_target_final']:.4f} "
                 f"(saved PNG {v['cos_to_target_png']:.4f}), PSNR {v['psnr_db_png']:.1f} dB, "
                 f"L-inf {255 * v['linf_pixel']:.1f}/255, {v['resolution'][1]}x{v['resolution'][0]} px, "
-                f"{self.seconds:.1f} s")
+                f"{self.seconds:.1f} s" + "".join(f"; {line}" for line in survival_lines(v, ("jpeg75",))))
 
 
 def _status(settings: dict, converged: bool, cancelled: bool, steps: int) -> str:
@@ -108,12 +109,29 @@ def png_round_trip(encoder, image: Tensor, target_embedding: Tensor, source: Ten
             "mean_abs_pixel_png": float((decoded[None] - source).abs().mean())}
 
 
-def read_matched(encoder, head, matched, sources, codecs: Sequence[str] = READ_BACK) -> dict:
+def read_matched(encoder, head, matched, sources, codecs: Sequence[str] = READ_BACK,
+                 targets: Tensor | None = None) -> dict:
     """Match, then read back, then classify, in one place: the sources (as 8-bit pictures) and the matched
-    images read back per codec, embedded through the model's own preprocessing and classified by `head` (None:
-    embeddings only). `matched`, `sources`: (N,3,h,w) batches, or lists of (3,h,w) of any sizes."""
+    images read back per codec, embedded through the model's own preprocessing, classified by `head` (None:
+    embeddings only) and compared with the target embeddings (N,m) where given. `matched`, `sources`: (N,3,h,w)
+    batches, or lists of (3,h,w) of any sizes."""
     return {"source": read_as(encoder, head, sources, codecs=("png",))["png"],
-            "read_back": read_as(encoder, head, matched, codecs=codecs)}
+            "read_back": read_as(encoder, head, matched, targets, codecs=codecs)}
+
+
+def survival(read_back: dict, classes: Sequence[str] | None, index: int = 0) -> dict:
+    """Per codec other than the PNG (what the web does to a picture): the cosine to the target and, with
+    classes, what the picture is read as and with what probability. `read_back`: `read_matched`'s; `index`: which
+    of its images."""
+    out = {}
+    for codec, read in read_back.items():
+        if codec == "png":
+            continue
+        out[codec] = {"cos_to_target": float(read["cos_to_target"][index])}
+        if classes and "probabilities" in read:
+            best = int(read["probabilities"][index].argmax())
+            out[codec] |= {"read_as": classes[best], "probability": float(read["probabilities"][index][best])}
+    return out
 
 
 def _match_pair(encoder, source, target, settings: Settings, seed: int, progress: Progress | None) -> MatchResult:
@@ -144,15 +162,16 @@ def _match_pair(encoder, source, target, settings: Settings, seed: int, progress
     return MatchResult(kind="match", model=encoder.describe(), settings=batch.settings, seed=seed,
                        seconds=batch.seconds, cancelled=batch.cancelled, source=name_of(source, "source image"),
                        target=name_of(target, "target embedding" if is_embedding else "target image"),
-                       matched=matched, source_pixels=source_pixels,
+                       matched=matched, source_pixels=source_pixels, target_embedding=batch.target_embedding[0].cpu(),
                        trace={k: v[:, 0].tolist() for k, v in batch.trace.items()}, values=values)
 
 
 def match(encoder, source, target, settings: Settings | None = None, *, classes: Sequence[str] | None = None,
-          templates="none", reference=None, pca_k: int = 4, read_back: Sequence[str] = READ_BACK, seed: int = 0,
-          progress: Progress | None = None) -> MatchResult:
+          templates="none", reference=None, pca_k: int = 4, read_back: Sequence[str] = READ_BACK + SURVIVAL,
+          seed: int = 0, progress: Progress | None = None) -> MatchResult:
     """Change `source` until its embedding equals `target`'s (an image, or an embedding (m,)), and read the
-    result as a visitor would: saved, read back (`read_back` codecs; "png" always), classified zero-shot over
+    result as a visitor would: saved, read back (`read_back`: "png" always, by default also what the web does to
+    a picture, `probe.readback.SURVIVAL`, reported in the summary's `survival` block), classified zero-shot over
     `classes` before and after (models with a text tower), and shown on the first `pca_k` principal components
     of a `reference` set's embeddings (source, target, matched: the paper's Fig 1 view) when one is given.
 
@@ -161,12 +180,15 @@ def match(encoder, source, target, settings: Settings | None = None, *, classes:
     the image, exactly as the authors' code, and returns it at the model's resolution."""
     encoder = as_encoder(encoder)
     settings = settings or FastSettings()
-    codecs = check_codecs(read_back)
+    codecs = check_codecs(["png"] + [c for c in read_back if c != "png"])
     head = text_head(encoder, classes, templates=resolve_templates(templates)) if classes else None
     result = _match_pair(encoder, source, target, settings, seed, progress)
     if result.cancelled:
         return result
-    read = read_matched(encoder, head, result.matched[None], result.source_pixels[None], codecs)
+    read = read_matched(encoder, head, result.matched[None], result.source_pixels[None], codecs,
+                        result.target_embedding[None])
+    if len(codecs) > 1:
+        result.values["survival"] = survival(read["read_back"], head.classes if head is not None else None)
     if head is not None:
         result.zero_shot = {"classes": list(head.classes), "templates": list(head.templates),
                             "source": read["source"]["probabilities"][0].tolist(),
@@ -282,7 +304,10 @@ def equivalence(encoder, sources: Sequence, targets: Sequence, settings: Setting
         pairs.append(pair)
     before = after = cos_matched = cos_sources = None
     if pairs:
-        read = read_matched(encoder, head, [p.matched for p in pairs], [p.source_pixels for p in pairs])
+        read = read_matched(encoder, head, [p.matched for p in pairs], [p.source_pixels for p in pairs],
+                            READ_BACK + SURVIVAL, torch.stack([p.target_embedding for p in pairs]))
+        for index, pair in enumerate(pairs):
+            pair.values["survival"] = survival(read["read_back"], head.classes if head is not None else None, index)
         cos_matched = cosine_matrix(read["read_back"]["png"]["embeddings"])
         cos_sources = cosine_matrix(read["source"]["embeddings"])
         if head is not None:

@@ -6,17 +6,20 @@
 * `shape_pairs`: generated held-out images (one per class), `n` ordered pairs of different classes;
 * `drawn_pairs`: independently drawn shapes (`probe.toy.drawn`) with different labels, half at 64 px and half at
   224 px: what a visitor might draw (`probe.experiments.effects.read_as_target` matches them as the CLI and the
-  app would).
+  app would);
+* `photo_drawing_pairs`: the photos (centre-cropped to a square side) each matched to plain drawings of target
+  classes at the same side, as labelled pairs: a visitor's photo and a drawn target.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
+from PIL import Image, ImageOps
 
 from probe.data import bundled_photos
 from probe.errors import ProbeError
 from probe.experiments.effects import LabelledPair, PairSet
-from probe.images import from_pil, load_image
+from probe.images import from_pil, load_image, open_pil
 from probe.params import Param, declare
 from probe.toy.data import EVAL_SEED, class_names, draw_plain_shape, generate_samples
 from probe.toy.drawn import LABELS as DRAWN_LABELS, drawn_set
@@ -96,6 +99,23 @@ def drawn_pairs(n: int = 24, seed: int = 0) -> list[LabelledPair]:
                                           {"source_background": source.background, "source_style": source.style,
                                            "source_size": round(source.size, 3)}))
                 wanted -= 1
+    return pairs
+
+
+def photo_drawing_pairs(per_photo: int = 3, side: int = 224, seed: int = 0) -> list[LabelledPair]:
+    """Every bundled photo, centre-cropped and resized to `side` (Pillow bicubic), x `per_photo` seeded target
+    classes drawn plainly at `side`; the photo's label is its file name."""
+    names = class_names()
+    if not 1 <= per_photo <= len(names):
+        raise ProbeError(f"per_photo must be in [1, {len(names)}], got {per_photo}")
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for path in bundled_photos():
+        photo = ImageOps.fit(open_pil(path).convert("RGB"), (side, side), Image.Resampling.BICUBIC)
+        for target in rng.choice(len(names), per_photo, replace=False).tolist():
+            colour, shape = names[target].split()
+            pairs.append(LabelledPair(photo, draw_plain_shape(colour, shape, image_size=side), path.name,
+                                      names[target]))
     return pairs
 
 

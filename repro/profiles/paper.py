@@ -50,5 +50,7 @@ PROFILE = Profile(
                                                                           "cos_above": 2.0, "steps": 3000}},
                           "fast": {"model": "main", "settings": FAST}},
              "sources": [0, 1], "targets": [6, 7], "goal": 0.05},
+        21: {"settings": {**FAST, "resolution": "source"}, "survive": ["jpeg", "resize"], "sources": [0, 1, 2, 3, 4, 5],
+             "targets": [6, 7, 8, 9], "columns": None, "side": 224},
     },
 )
