@@ -26,7 +26,15 @@ chromium:
 	command -v chromium >/dev/null 2>&1 || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium)
 
 test: $(STAMP) chromium
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+# The fast tier (no test marked slow), for the edit-test loop and for mutation testing.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# Mutation testing of the guard and science functions against the fast tier (tests/mutation.py).
+mutants: $(STAMP)
+	$(BIN)/python tests/mutation.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_matching.py

@@ -207,6 +207,13 @@ def exact_jacobian_seconds(encoder, image) -> float:
 # --- checks on what a request sends -------------------------------------------------------------
 
 
+def byte_size(count: int) -> str:
+    """A byte count as people read it: 1.2 MiB, 3.4 KiB, 87 bytes."""
+    if count >= 2**20:
+        return f"{count / 2**20:.1f} MiB"
+    return f"{count / 2**10:.1f} KiB" if count >= 2**10 else f"{count} bytes"
+
+
 def check_image(path: str | Path | None, limits: Limits, what: str = "image"):
     """An uploaded image file -> (PIL image, notes). Refuses missing, empty, non-image, damaged and too large
     (bytes or pixels, read from the header before decoding) files with a message naming the problem;
@@ -219,8 +226,10 @@ def check_image(path: str | Path | None, limits: Limits, what: str = "image"):
         raise ProbeError(f"{what}: the upload did not arrive (no file)")
     size = path.stat().st_size
     if size > limits.max_upload_bytes:
-        raise ProbeError(f"{what}: the file is {size / 2**20:.1f} MiB; the limit here is "
-                         f"{limits.max_upload_bytes / 2**20:.0f} MiB")
+        shown = [byte_size(size), byte_size(limits.max_upload_bytes)]
+        if shown[0] == shown[1]:   # too close to tell apart when rounded: exact counts
+            shown = [f"{size:,} bytes", f"{limits.max_upload_bytes:,} bytes"]
+        raise ProbeError(f"{what}: the file is {shown[0]}; the limit here is {shown[1]}")
     try:
         with Image.open(path) as header:
             width, height = header.size

@@ -8,6 +8,8 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="probe-test-hf-")
 os.environ.pop("HF_HUB_CACHE", None)
+if os.environ.get("PYTEST_XDIST_WORKER"):   # `-n 2` on 2 cores: one torch thread each (read at import)
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

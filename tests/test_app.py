@@ -6,7 +6,9 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 import yaml
 from PIL import Image
 
@@ -55,6 +57,31 @@ def test_match_streams_and_ends_with_png_then_summary(client):
     assert Path(outputs[6]).suffix == ".zip"
 
 
+def _pixels(path) -> torch.Tensor:
+    """An image file as the test reads it, without probe: its 8-bit values / 255, (3,H,W)."""
+    with Image.open(path) as picture:
+        assert picture.mode == "RGB"   # 8 bits a channel, no alpha
+        return torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255).permute(2, 0, 1)
+
+
+def test_after_numbers_are_those_of_the_returned_png(client, mini_clip):
+    """The summary's "after" cosine, PSNR and peak change are the returned 8-bit matched.png's: the test reopens
+    that file, embeds it with the shipped mini-CLIP (the weights the app names) and gets them again. The same
+    float32 computation on the same pixels agrees to ~1e-6; the float image before its rounding to 8 bits is
+    ~7e-4 off in cosine and ~0.03 dB in PSNR here, outside the 1e-4 and 0.01 dB allowed."""
+    outputs = client.predict(source=handle_file(CAT), target=handle_file(STAR), model=MINI, mode="fast", steps=10,
+                             budget=8 / 255, api_name="/match")
+    summary, matched, source = outputs[-1], _pixels(outputs[0]), _pixels(CAT)
+    assert summary["weights"] == mini_clip.describe()["weights"]
+    with torch.no_grad():
+        after, target = mini_clip(matched[None]), mini_clip(_pixels(STAR)[None])
+    cosine = torch.nn.functional.cosine_similarity(after, target).item()
+    psnr = 10 * np.log10(1 / (matched - source).pow(2).mean().item())
+    assert summary["cos_to_target_png"] == pytest.approx(cosine, abs=1e-4)
+    assert summary["psnr_db_png"] == pytest.approx(psnr, abs=0.01)
+    assert summary["linf_pixel_png"] == pytest.approx((matched - source).abs().max().item(), abs=1e-6)
+
+
 def test_survive_option_through_the_api_and_the_caption(client):
     outputs = client.predict(source=handle_file(CAT), target=handle_file(STAR), model=MINI, steps=10, survive=True,
                              api_name="/match")
@@ -77,6 +104,7 @@ def test_paper_mode_returns_the_models_resolution(client):
     assert summary["settings"]["mode"] == "paper" and summary["start"].startswith("open_clip's preprocess")
 
 
+@pytest.mark.slow
 def test_model_by_allowlisted_spec_and_other_views(client):
     spectrum, lipschitz, directions, summary = client.predict(image=handle_file(CAT), model="mini-clip",
                                                               method="auto", k=3, api_name="/inspect")
@@ -159,6 +187,7 @@ def test_requests_past_the_time_cap_stop_and_say_so(tmp_path):
         demo.close()
 
 
+@pytest.mark.slow
 def test_eight_clients_at_once_all_get_results(server):
     url, _ = server
     results, errors = [], []
@@ -202,6 +231,7 @@ def test_cancel_frees_the_slot_at_once(tmp_path):
         demo.close()
 
 
+@pytest.mark.slow
 def test_precomputed_example_was_made_by_the_shipped_weights():
     from probe import experiments
     from probe.matching import settings_from_dict

@@ -12,6 +12,8 @@ import yaml
 
 import app as app_module
 
+pytestmark = pytest.mark.slow   # a whole module of end-to-end runs
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -39,7 +41,9 @@ def summary_of(page, source: str, target: str, seconds: float = 60) -> str:
         if re.search(rf'"source"\s*:\s*"{re.escape(source)}"', text) and \
                 re.search(rf'"target"\s*:\s*"{re.escape(target)}"', text):
             return text
-        assert time.monotonic() < deadline, f"the summary is not of the example clicked ({source} -> {target})"
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the summary is not of the example clicked ({source} -> {target}); "
+                                 f"the page reads: {text[-600:]}")
         page.wait_for_timeout(500)
 
 

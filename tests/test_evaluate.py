@@ -57,6 +57,7 @@ def test_perfect_matcher_gives_99_to_0(tiny_encoder, own_class_head):
                      "target_probability": pytest.approx(result.matched_probabilities[0, 1].item()), "converged": True}
 
 
+@pytest.mark.slow
 def test_matcher_that_fails_and_one_that_half_succeeds(tiny_encoder, own_class_head):
     result = systematic_evaluation(tiny_encoder, own_class_head, image_set(), match_fn=returns_sources)
     assert result.success_rate == 0.0 and result.matched_accuracy == 1.0 and int(result.converged.sum()) == 0

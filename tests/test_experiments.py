@@ -1,15 +1,20 @@
 """The experiment calls: the authors' start tensor against open_clip's own code, results that save and
 serialise, and progress/cancel on every long call."""
+import csv
 import json
+import math
 from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
+from PIL import Image
 
 from probe import experiments
 from probe.data import ImageSet
+from probe.images import ImageError, load_image
 from probe.matching import FastSettings, PaperSettings
-from probe.models import load_encoder
+from probe.models import Encoder, Preprocess, load_encoder
 from probe.results import save
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,6 +28,7 @@ def _chelsea() -> Path:
 
 
 @pytest.mark.parametrize("spec,arch", [("mini-clip", None), ("openclip:ViT-B-32@random", "ViT-B-32")])
+@pytest.mark.slow
 def test_paper_mode_first_steps_equal_open_clips_own_pipeline(spec, arch):
     """An independent re-implementation of the authors' code: open_clip's preprocess on the PIL image,
     encode_image, MSE to the target's embedding, one plain gradient step, clamp to the global [min, max]."""
@@ -58,6 +64,7 @@ def test_paper_mode_first_steps_equal_open_clips_own_pipeline(spec, arch):
     torch.testing.assert_close(run.matched, expected, atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_paper_mode_tensor_sources_go_through_an_8_bit_image(mini_clip):
     """A source that arrives as a tensor is made an 8-bit image first, as the authors' files were."""
     from PIL import Image
@@ -72,6 +79,9 @@ def test_paper_mode_tensor_sources_go_through_an_8_bit_image(mini_clip):
 
 
 def test_match_result_saves_everything_summary_last(mini_clip, tmp_path):
+    """Every file saved, summary.json last; its numbers are those of the saved files, recomputed here: matched.png
+    re-embedded (probe's preprocessing and open_clip's own) against the rocket's embedding, its PSNR against
+    source.png (the cat's own pixels) within the 8/255 budget, and the kept best iterate's row of trace.csv."""
     run = experiments.match(mini_clip, CAT, ROCKET, FastSettings(steps=15))
     summary = save(run, tmp_path)
     names = {p.name for p in tmp_path.iterdir()}
@@ -82,9 +92,30 @@ def test_match_result_saves_everything_summary_last(mini_clip, tmp_path):
     record = json.loads(summary.read_text())
     assert record["experiment"] == "match" and record["weights"].startswith("mini-clip@sha256:")
     assert record["settings"]["resolution"] == "source" and record["resolution"] == [213, 320]
-    assert record["cos_to_target_png"] > record["cos_to_target_initial"] + 0.1
+
+    matched, source = load_image(tmp_path / "matched.png"), load_image(tmp_path / "source.png")
+    assert torch.equal(source, load_image(CAT)) and 0 < (matched - source).abs().max() <= 8 / 255 + 1e-6
+    with torch.no_grad():
+        target = mini_clip(load_image(ROCKET)[None])
+        opened = mini_clip.reference_transform(Image.open(tmp_path / "matched.png"))[None]   # open_clip's own
+        read_back = mini_clip.model.encode_image(opened)
+        cos = {name: float(F.cosine_similarity(emb, target)[0]) for name, emb in
+               [("source", mini_clip(source[None])), ("png", mini_clip(matched[None])), ("reference", read_back)]}
+    assert record["cos_to_target_initial"] == pytest.approx(cos["source"], abs=1e-6)
+    assert record["cos_to_target_png"] == pytest.approx(cos["png"], abs=1e-6)
+    assert record["cos_to_target_png_reference"] == pytest.approx(cos["reference"], abs=1e-6)
+    assert cos["png"] > cos["source"] + 0.1
+    assert record["psnr_db_png"] == pytest.approx(-10 * math.log10(float((matched - source).square().mean())),
+                                                  abs=1e-3)
+    with open(tmp_path / "trace.csv", newline="") as trace:
+        rows = list(csv.DictReader(trace))
+    assert len(rows) == record["steps_run"] + 1 == 16
+    assert float(rows[0]["cos_to_target"]) == pytest.approx(cos["source"], abs=1e-6)
+    best = min(rows, key=lambda row: float(row["loss"]))
+    assert record["l2_to_target_final"] == pytest.approx(float(best["l2_to_target"]), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_equivalence_many_to_one_reads_as_the_target(mini_clip, tmp_path):
     """Three photos matched to one drawn shape: the 8-bit look-alikes are all classified as its class."""
     from probe.toy.data import class_names, draw_plain_shape
@@ -102,6 +133,7 @@ def test_equivalence_many_to_one_reads_as_the_target(mini_clip, tmp_path):
     assert (tmp_path / "vision_text_after.png").is_file() and (tmp_path / "matched_3.png").is_file()
 
 
+@pytest.mark.slow
 def test_equivalence_one_to_many_gives_look_alikes_with_different_embeddings(mini_clip):
     from probe.toy.data import draw_plain_shape
 
@@ -174,6 +206,7 @@ def _shapes_set() -> ImageSet:
     return ImageSet(images, list(range(4)), classes, classes, "held-out generated shapes")
 
 
+@pytest.mark.slow
 def test_systematic_on_mini_clip_turns_accuracy_around(mini_clip, tmp_path):
     """The sister paper's effect on the mini-CLIP's own classes: clean shapes classified right, matched ones
     as their targets."""
@@ -195,3 +228,37 @@ def test_spectrum_directions_are_images_and_inspect_estimates_match_sigma(mini_c
     for i in (1, 2, 3):
         assert (tmp_path / f"direction_{i}.png").is_file()
     assert {"spectrum.png", "lipschitz_eps.png", "summary.json"} <= {p.name for p in tmp_path.iterdir()}
+
+
+def test_a_matched_png_that_cannot_be_decoded_is_named(monkeypatch):
+    """The PNG round trip names the picture it decodes: a matched image over the decoder's pixel cap is refused as
+    `matched.png` (before any model runs)."""
+    monkeypatch.setattr("probe.images.MAX_PIXELS", 16 * 16 // 4)
+    with pytest.raises(ImageError, match=r"^matched\.png: refused, more than 64 pixels"):
+        experiments.png_round_trip(None, torch.rand(3, 16, 16), torch.zeros(4), torch.rand(3, 16, 16))
+
+
+def test_png_round_trip_reports_the_saved_picture_by_hand(device):
+    """On any device, the PNG round trip's numbers are those of the 8-bit picture, recomputed by hand in float64 on
+    the CPU for a linear encoder f(p) = W normalise(p): cosine and L2 to the target (also through the model's own
+    reading), and PSNR, L-inf and mean absolute change from the source."""
+    mean, std = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
+    model = torch.nn.Linear(3 * 8 * 8, 5, bias=False)
+    model.weight.data = torch.randn(5, 3 * 8 * 8, generator=torch.Generator().manual_seed(0)) / 8
+    encoder = Encoder(model, lambda net, x: net(x.flatten(1)), Preprocess(size=(8, 8), resize_shorter=None,
+                      mean=mean, std=std), spec="test:linear", weights="random:0").to(device)
+    image, source = (torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(s)) for s in (1, 2))
+    target = torch.randn(5, generator=torch.Generator().manual_seed(3))
+    out = experiments.png_round_trip(encoder, image, target, source)
+
+    saved = image.double().mul(255).round().div(255)
+    normalised = (saved - torch.tensor(mean).view(3, 1, 1).double()) / torch.tensor(std).view(3, 1, 1).double()
+    emb, t = model.weight.detach().double() @ normalised.flatten(), target.double()
+    cos = float(emb @ t / (emb.norm() * t.norm()))
+    change = saved - source.double()
+    assert out["cos_to_target_png"] == pytest.approx(cos, rel=1e-5)
+    assert out["cos_to_target_png_reference"] == pytest.approx(cos, rel=1e-5)
+    assert out["l2_to_target_png"] == pytest.approx(float((emb - t).norm()), rel=1e-5)
+    assert out["psnr_db_png"] == pytest.approx(float(10 * torch.log10(1 / change.pow(2).mean())), rel=1e-5)
+    assert out["linf_pixel_png"] == pytest.approx(float(change.abs().max()), rel=1e-5)
+    assert out["mean_abs_pixel_png"] == pytest.approx(float(change.abs().mean()), rel=1e-5)

@@ -96,3 +96,13 @@ def test_png_round_trip_equals_quantize(tmp_path):
     back = images.load_image(path)
     torch.testing.assert_close(back, images.quantize(img), atol=1e-6, rtol=0)
     assert not list(tmp_path.glob("*.part"))  # the temporary file was moved into place
+
+
+def test_quantize_saturates_like_a_png(tmp_path):
+    """Pixels outside [0,1] saturate at 0 and 1, as in a saved PNG: quantize equals the PNG round trip of an image
+    spanning [-0.5, 1.5], and the values by hand."""
+    img = torch.linspace(-0.5, 1.5, 3 * 4 * 5).reshape(3, 4, 5)
+    back = images.load_image(images.save_png(img, tmp_path / "out.png"))
+    torch.testing.assert_close(images.quantize(img), back, atol=1e-6, rtol=0)
+    values = images.quantize(torch.tensor([-0.5, -0.001, 0.2, 1.0, 1.001, 1.5, 3.0]))
+    assert values.tolist() == pytest.approx([0.0, 0.0, 51 / 255, 1.0, 1.0, 1.0, 1.0], abs=1e-7)

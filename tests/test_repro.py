@@ -1,17 +1,21 @@
 """repro: every figure's recipe at smoke settings writes its PNG and JSON with the documented keys; the
 manifest and report; `check` verdicts; resume (skip finished, redo corrupt or changed); a sweep killed
 mid-run resumes to the same numbers; clear one-line errors."""
+import hashlib
+import html
 import json
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from probe.readback import READ_BACK, SURVIVAL
 from repro import check, runner
 from repro.context import Context
 from repro.profiles import get, smoke
@@ -28,15 +32,29 @@ def run(profile, out, ids, **kwargs):
     return runner.make_figures(Context(profile, out), [figures[i] for i in ids], **kwargs)
 
 
+def quick_smoke():
+    """The quick profile at smoke settings, with at most two of the images or texts a figure takes as a list
+    (Figs 1, 2, 5-9, 17, 19-21) and one spectrum for Fig 12: every recipe still runs and every list the tests
+    recompute a number from keeps two entries, for ~15% less CPU than the plain smoke profile."""
+    profile = smoke(get("quick"))
+    knobs = {fid: {**k, **{key: k[key][:2] for key in ("sources", "targets", "images", "texts")
+                           if isinstance(k.get(key), list)}} for fid, k in profile.knobs.items()}
+    knobs[12] = {**knobs[12], "images": knobs[12]["images"][:1]}
+    return replace(profile, knobs=knobs)
+
+
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
-    """All 21 figures of the quick profile at smoke settings (one run shared by the tests below)."""
+    """All 21 figures of the quick profile at reduced smoke settings (one run shared by the tests below)."""
     out = tmp_path_factory.mktemp("repro") / "quick"
-    statuses = run(smoke(get("quick")), out, list(all_figures()))
+    statuses = run(quick_smoke(), out, list(all_figures()))
     return out, statuses
 
 
+@pytest.mark.slow
 def test_every_recipe_writes_png_json_manifest_and_report(smoke_run):
+    """Each figure's PNG is a whole picture (decodes, banner width, not blank) whose sha256 its JSON names; the
+    JSON has the documented keys and metrics; the manifest holds each figure's fingerprint as its JSON does."""
     out, statuses = smoke_run
     assert set(statuses.values()) == {"done"} and len(statuses) == 21
     manifest = json.loads((out / "manifest.json").read_text())
@@ -44,22 +62,199 @@ def test_every_recipe_writes_png_json_manifest_and_report(smoke_run):
     assert manifest["models"]["main"]["spec"] == "mini-clip" and len(manifest["models"]["main"]["sha256"]) == 64
     assert manifest["images"]["sweep"]["source"].startswith("toy:shapes") and manifest["git"]["commit"]
     assert {"versions", "device", "dtype", "seed", "threads", "engine", "profile"} <= set(manifest)
-    page = (out / "index.html").read_text()
     for fid, figure in all_figures().items():
         png, record_path = runner.paths(out, fid)
-        with Image.open(png) as image:
-            assert image.format == "PNG" and image.width > 500
         record = json.loads(record_path.read_text())
+        with Image.open(png) as image:
+            image.load()                                            # every row decodes, not only the header
+            assert image.format == "PNG" and image.mode == "RGB" and image.width >= 900 and image.height > 300
+            low, high = image.convert("L").getextrema()
+            assert high - low > 128, f"fig{fid}.png is blank"
+        assert hashlib.sha256(png.read_bytes()).hexdigest() == record["png_sha256"]
         assert RECORD_KEYS <= set(record), RECORD_KEYS - set(record)
         assert set(figure.metrics) <= set(record["metrics"]), (fid, set(figure.metrics) - set(record["metrics"]))
         assert record["kind"] == ("faithful" if fid <= 5 else "reconstruction" if fid <= 20 else "beyond the paper")
+        assert record["label"] == figure.label and record["complete"] is True
         assert record["substitutions"], f"fig{fid} does not say what the quick profile substituted"
         assert record["data"] and record["profile"] == "quick-smoke"
-        assert f"src='fig{fid}.png'" in page
+        assert manifest["figures"][str(fid)]["fingerprint"] == record["fingerprint"]
     assert "mini-CLIP (64 px, trained on generated shapes) stands in for OpenCLIP ViT-H-14" in json.loads(
         (out / "fig1.json").read_text())["substitutions"]
 
 
+def _mean(values) -> float:
+    return sum(values) / len(values)
+
+
+def _lower_median(values) -> float:
+    """torch's median: the lower of the two middle values for an even count."""
+    return sorted(values)[(len(values) - 1) // 2]
+
+
+def _read_as_target(data: dict) -> dict:
+    """Figs 1, 6-9 and 17: the matched images' zero-shot probabilities, each row against the target (class or
+    text) its name gives."""
+    after = data["vision_text_after"]
+    targets = [name.split(" -> ")[1].removesuffix(" (drawing)").removeprefix('text "').removesuffix('"')
+               for name in after["images"]]
+    rows = [dict(zip(after["classes"], p)) for p in after["probabilities"]]
+    chance = [row[t] for row, t in zip(rows, targets)]
+    return {"target_top1_rate": _mean([max(row, key=row.get) == t for row, t in zip(rows, targets)]),
+            "target_probability_min": min(chance), "target_probability_mean": _mean(chance),
+            "share_target_p99": _mean([p >= 0.99 for p in chance])}
+
+
+def _read_as_text(data: dict) -> dict:
+    reading = _read_as_target(data)
+    return {"text_success_rate": reading["target_top1_rate"],
+            "target_probability_min": reading["target_probability_min"]}
+
+
+def _singular(data: dict) -> dict:
+    panel = data["lipschitz_singular"]
+    sigma = panel["singular_values"]
+    return {"sigma_1": sigma[0], "m": len(sigma), "reference_eps": panel["eps"],
+            "max_relative_error_singular": max(abs(e - s) / s for e, s in zip(panel["estimates"], sigma))}
+
+
+def _curves(data: dict) -> dict:
+    curves = data["curves"]
+    loss, cos = curves["loss"][0], curves["cos_to_target"][0]
+    return {"steps": curves["steps"][-1], "loss_initial": loss[0], "loss_final": loss[-1],
+            "loss_reduction": loss[0] / loss[-1], "cos_initial": cos[0], "cos_final": cos[-1],
+            "mean_abs_255_final": 255 * curves["mean_abs_pixel"][0][-1]}
+
+
+def _success(data: dict) -> dict:
+    cells = [c for row in data["success_matrix"]["success_matrix"] for c in row if c is not None]
+    rates = list(data["rates"]["rates"].values())
+    return {"images": len(data["success_matrix"]["sources"]), "pairs": len(cells), "success_rate": _mean(cells),
+            "clean_accuracy": rates[0], "matched_accuracy": rates[1]}
+
+
+def _pixel_change(data: dict) -> dict:
+    change = data["pixel_change"]["distributions"]
+    return {"pairs": len(change["PSNR (dB)"]), "psnr_db_min": min(change["PSNR (dB)"]),
+            "psnr_db_median": _lower_median(change["PSNR (dB)"]), "linf_255_max": max(change["L-inf (1/255)"]),
+            "linf_255_median": _lower_median(change["L-inf (1/255)"]),
+            "rms_255_median": _lower_median(change["RMS (1/255)"])}
+
+
+def _spectra(data: dict) -> dict:
+    curves = list(data["spectra"]["curves"].values())
+    assert all(c[0] == 1 for c in curves)                              # divided by sigma_1
+    return {"m": [len(c) for c in curves], "decay_half": [c[len(c) // 2] for c in curves]}
+
+
+def _mann_whitney(negatives, positives) -> float:
+    pairs = [(p > n) + 0.5 * (p == n) for p in positives for n in negatives]
+    return sum(pairs) / len(pairs)
+
+
+def _trapezoid(fpr, tpr) -> float:
+    return sum((x1 - x0) * (y0 + y1) / 2 for x0, x1, y0, y1 in zip(fpr, fpr[1:], tpr, tpr[1:]))
+
+
+def _noise(data: dict) -> dict:
+    panel = data["noise_roc"]
+    auc = [_trapezoid(curve["fpr"], curve["tpr"]) for curve in panel["roc"].values()]
+    shown = list(panel["roc"]).index(panel["shown"])
+    assert auc[shown] == pytest.approx(_mann_whitney(panel["clean_scores"], panel["modified_scores"]), abs=1e-12)
+    return {"clean": len(panel["clean_scores"]), "matched": len(panel["modified_scores"]), "auc": auc,
+            "auc_max": max(auc), "sigmas_255": [float(k.split()[1].split("/")[0]) for k in panel["roc"]]}
+
+
+def _closeness(data: dict) -> dict:
+    panel = data["closeness"]
+    series = {label.replace(" ", "_"): runs for label, runs in panel["relative_cosine_distance"].items()}
+    return {"reached_rate": {k: _mean([min(run) <= panel["goal"] for run in runs]) for k, runs in series.items()},
+            "final_median": {k: sorted(run[-1] for run in runs)[len(runs) // 2] for k, runs in series.items()}}
+
+
+def _survival(data: dict) -> dict:
+    shares = data["survival"]["shares"]
+    plain, survive = shares["plain"], shares["survive (jpeg+resize)"]
+    return {"pairs": int(data["survival"]["title"].split()[0]),
+            **{f"plain_{c}": v for c, v in zip(READ_BACK + SURVIVAL, plain)},
+            **{f"survive_{c}": v for c, v in zip(READ_BACK + SURVIVAL, survive)},
+            "gain_jpeg75": survive[3] - plain[3]}
+
+
+RECOMPUTED = {1: _read_as_target, 3: _singular, 5: _curves, 6: _read_as_target, 7: _read_as_target,
+              8: _read_as_target, 9: _read_as_target, 10: _success, 11: _pixel_change, 13: _spectra, 17: _read_as_text,
+              18: _noise, 19: _closeness, 20: _closeness, 21: _survival}
+SAME_NUMBERS = [((1, 2), ("psnr_db_min", "mean_abs_255_max", "cos_to_target_png_min", "target_top1_rate")),
+                ((3, 4), ("sigma_1",)), ((3, 4, 14), ("decay_half", "decay_half_over_control")),
+                ((10, 11), ("success_rate", "psnr_db_min", "mean_abs_255_max", "pairs"))]
+
+
+@pytest.mark.slow
+def test_figure_numbers_are_those_of_the_data_plotted_beside_them(smoke_run):
+    """The numbers `check` judges (figN.json's metrics) recomputed by the test from the data each figure plotted
+    (probabilities, spectra, curves, success matrix, pixel changes, ROC scores, survival shares) for 15 of the 21
+    figures; the same quantity shown by several figures has one value. float32 values went through JSON, so
+    1e-6 relative is allowed."""
+    out, _ = smoke_run
+    records = {fid: json.loads(runner.paths(out, fid)[1].read_text()) for fid in all_figures()}
+    for fid, recompute in RECOMPUTED.items():
+        for key, value in recompute(records[fid]["data"]).items():
+            assert records[fid]["metrics"][key] == pytest.approx(value, rel=1e-6, abs=1e-9), (fid, key)
+    for fids, keys in SAME_NUMBERS:
+        for key in keys:
+            values = [records[fid]["metrics"][key] for fid in fids]
+            assert values == [values[0]] * len(fids), (fids, key, values)
+    assert records[18]["metrics"]["matched"] == records[10]["metrics"]["pairs"]      # Fig 10's matched images
+    sigma_1 = [records[13]["metrics"]["sigma_1"][0], records[19]["metrics"]["sigma_1"][0]]
+    assert sigma_1 == [records[3]["metrics"]["sigma_1"]] * 2           # Fig 1 (a) on the main model, three times
+
+
+def _reference_value(metrics: dict, reference):
+    value = metrics
+    for part in reference.metric.split("/"):
+        value = value[part]
+    return {"min": min, "max": max}[reference.reduce](value) if reference.reduce else value
+
+
+def _holds(value, reference) -> bool:
+    low, high = reference.value - reference.tolerance, reference.value + reference.tolerance
+    return {">=": value >= low, "<=": value <= high, "==": low <= value <= high}[reference.op]
+
+
+@pytest.mark.slow
+def test_verdicts_follow_the_numbers_and_the_report_shows_them(smoke_run):
+    """Every quick reference of a figure is read from its JSON and compared by the test itself: a figure is
+    "regressed" exactly when one of its numbers is outside its reference and "as expected" when all hold (the
+    smoke run has both), a figure the references leave out is "not comparable"; index.html names each figure with
+    its verdict, its label and the weights of every model it used."""
+    out, _ = smoke_run
+    references, notes = check.load_references()
+    verdicts = {v.figure: v for v in check.verdicts(out)}
+    page = (out / "index.html").read_text()
+    for fid, figure in all_figures().items():
+        record = json.loads(runner.paths(out, fid)[1].read_text())
+        verdict = verdicts[fid]
+        quick = [n for n in notes if n.figure == fid and "quick" in n.profiles]
+        left_out = {m for n in quick for m in n.metrics}
+        mine = [r for r in references if r.figure == fid and "quick" in r.profiles and r.metric not in left_out]
+        if any(not n.metrics for n in quick):
+            assert verdict.status == "not comparable" and not verdict.rows, fid
+        else:
+            holds = [_holds(_reference_value(record["metrics"], r), r) for r in mine]
+            assert verdict.rows == [(r, _reference_value(record["metrics"], r), ok) for r, ok in zip(mine, holds)], fid
+            assert (verdict.status, verdict.against) == ("as expected" if all(holds) else "regressed", "project"), fid
+        section = page[page.index(f"<section id='fig{fid}'>"):]
+        section = section[:section.index("</section>")]
+        badge = f"<span class='badge v-{verdict.status.replace(' ', '-')}'>{verdict.status}</span>"
+        assert f"Verdict: {badge}" in section and html.escape(figure.label) in section, fid
+        assert f"<img src='fig{fid}.png'" in section, fid
+        assert (f"<a href='#fig{fid}'>Fig {fid}</a></td><td>{html.escape(figure.title)}</td><td class='{figure.kind}'>"
+                f"{figure.kind}</td><td>{badge}</td>") in page, fid          # the summary table's row
+        for model in record["models"].values():
+            assert html.escape(json.dumps(model["weights"]), quote=True) in section, (fid, model["weights"])
+    assert {v.status for v in verdicts.values()} == {"regressed", "as expected", "not comparable"}
+
+
+@pytest.mark.slow
 def test_check_reports_regressed_on_off_numbers(smoke_run, capsys):
     out, _ = smoke_run
     from repro.cli import main
@@ -120,12 +315,11 @@ def test_every_figure_has_references_or_a_reason_in_each_profile():
         assert all(m in all_figures()[n.figure].metrics for m in n.metrics), n
 
 
+@pytest.mark.slow
 def test_resume_skips_finished_and_redoes_corrupt_or_changed(smoke_run, tmp_path):
-    from dataclasses import replace
-
     out = tmp_path / "copy"
     shutil.copytree(smoke_run[0], out)
-    profile = smoke(get("quick"))
+    profile = quick_smoke()
     assert run(profile, out, [2, 5, 12]) == {2: "skipped", 5: "skipped", 12: "skipped"}
     png5 = runner.paths(out, 5)[0]
     png5.write_bytes(png5.read_bytes()[:500])                   # a torn PNG
@@ -137,6 +331,7 @@ def test_resume_skips_finished_and_redoes_corrupt_or_changed(smoke_run, tmp_path
     assert run(changed, out, [12]) == {12: "done"}
 
 
+@pytest.mark.slow
 def test_changed_weights_under_the_same_spec_rerun(tmp_path):
     from safetensors.torch import load_file, save_file
 
@@ -144,7 +339,7 @@ def test_changed_weights_under_the_same_spec_rerun(tmp_path):
 
     folder = tmp_path / "model"
     shutil.copytree(MINI_CLIP_DIR, folder)
-    profile = smoke(get("quick")).with_models(main=f"openclip:local-dir:{folder}")
+    profile = quick_smoke().with_models(main=f"openclip:local-dir:{folder}")
     out = tmp_path / "out"
     assert run(profile, out, [12]) == {12: "done"}
     assert run(profile, out, [12]) == {12: "skipped"}
@@ -158,8 +353,6 @@ def test_changed_weights_under_the_same_spec_rerun(tmp_path):
 
 def sweep_profile():
     """Fig 10 at smoke size with 12 steps, in 3 shards of 2 pairs."""
-    from dataclasses import replace
-
     profile = smoke(get("quick"))
     knobs = {**profile.knobs[10], "settings": {**profile.knobs[10]["settings"], "steps": 12}}
     return replace(profile, knobs={**profile.knobs, 10: knobs}, shard_size=2)
@@ -173,6 +366,7 @@ run(sweep_profile(), sys.argv[1], [10])
 """
 
 
+@pytest.mark.slow
 def test_sweep_killed_mid_run_resumes_to_the_same_numbers(tmp_path):
     killed, whole = tmp_path / "killed", tmp_path / "whole"
     proc = subprocess.Popen([sys.executable, "-W", "ignore", "-c", KILLED, str(killed), str(Path(__file__).parent)],

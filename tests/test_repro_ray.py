@@ -12,6 +12,8 @@ from probe.models import load_encoder  # noqa: E402
 from repro import data  # noqa: E402
 from repro.engines import LocalEngine, RayEngine, SweepJob, run_shard_task, run_sweep  # noqa: E402
 
+pytestmark = pytest.mark.slow   # a whole module of end-to-end runs
+
 
 @pytest.fixture(scope="module")
 def local_ray():

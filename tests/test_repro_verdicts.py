@@ -22,6 +22,8 @@ from repro.context import Context
 from repro.profiles import get, smoke
 from repro.catalog import all_figures
 
+pytestmark = pytest.mark.slow   # a whole module of end-to-end runs
+
 WORKING = [2, 3, 6, 12]   # matching in the authors' procedure and in fast mode, the spectra against the control
 
 

@@ -2,12 +2,16 @@
 request checks derived from the settings' declarations."""
 import os
 import time
+from dataclasses import replace
 
+import PIL.Image
 import pytest
+import torch
 
 from probe.errors import ProbeError
+from probe.images import save_png
 from probe.models import EncoderCache
-from probe.serving import Workspace, load_config, stream
+from probe.serving import Workspace, byte_size, check_image, load_config, stream
 from probe.zeroshot import parse_labels
 
 
@@ -81,3 +85,83 @@ def test_config_picks_values_by_hardware():
     assert cpu.spec("CLIP ViT-B/32 (LAION-2B)") == "openclip:ViT-B-32@laion2b_s34b_b79k"
     with pytest.raises(ProbeError, match="is not offered here"):
         cpu.spec("openclip:ViT-L-14@openai")
+
+
+def test_an_upload_over_the_byte_limit_is_refused_before_it_is_decoded(tmp_path, monkeypatch):
+    """A small valid PNG one byte over the limit is refused with a message giving its size and the limit (exact
+    counts where rounding would show them equal), without PIL ever opening it; at exactly the limit the same
+    file is accepted (and decoded)."""
+    path = tmp_path / "noise.png"
+    save_png(torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0)), path)
+    size = path.stat().st_size
+    assert size < 2**11
+    limits = replace(load_config(hardware="cpu").limits, max_upload_bytes=size - 1)
+    opened = []
+    real_open = PIL.Image.open
+    monkeypatch.setattr(PIL.Image, "open", lambda *args, **kwargs: opened.append(args) or real_open(*args, **kwargs))
+    with pytest.raises(ProbeError) as refused:
+        check_image(path, limits, "source")
+    assert str(refused.value) == f"source (noise.png): the file is {size:,} bytes; the limit here is {size - 1:,} bytes"
+    assert opened == []
+    big = replace(limits, max_upload_bytes=2**20)
+    assert byte_size(2**20 + 2**18) == "1.2 MiB" and byte_size(3 * 2**10) == "3.0 KiB" and byte_size(87) == "87 bytes"
+    assert "the file is 1.2 MiB; the limit here is 1.0 MiB" in refusal(tmp_path, 2**20 + 2**18, big)
+    image, notes = check_image(path, replace(limits, max_upload_bytes=size), "source")
+    assert image.size == (16, 16) and notes == [] and opened
+
+
+def refusal(folder, size: int, limits) -> str:
+    """check_image's message for a file of `size` bytes (a PNG header, then padding: refused before decoding)."""
+    path = folder / f"padded-{size}.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(size - 8))
+    with pytest.raises(ProbeError) as refused:
+        check_image(path, limits, "source")
+    return str(refused.value)
+
+
+def test_upload_checks_at_their_edges(tmp_path):
+    """No upload (None or an empty path) is refused as such, under the default name `image`; a file at exactly the
+    pixel limit is accepted and one pixel over refused; a file that is not an image is refused as one (even under a
+    zero pixel limit: its unreadable header counts no pixels); sizes that round to the same text are given exactly."""
+    limits = load_config(hardware="cpu").limits
+    for missing in (None, ""):
+        with pytest.raises(ProbeError) as refused:
+            check_image(missing, limits)
+        assert str(refused.value) == "image: no image given"
+    path = tmp_path / "noise.png"
+    save_png(torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0)), path)
+    image, notes = check_image(path, replace(limits, max_upload_pixels=256), "source")
+    assert image.size == (16, 16) and notes == []
+    with pytest.raises(ProbeError, match="16x16 pixels is more than the 255 allowed"):
+        check_image(path, replace(limits, max_upload_pixels=255), "source")
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    with pytest.raises(ProbeError, match="not an image"):
+        check_image(text, replace(limits, max_upload_pixels=0), "source")
+    close = replace(limits, max_upload_bytes=2**20)
+    assert "the file is 1,048,577 bytes; the limit here is 1,048,576 bytes" in refusal(tmp_path, 2**20 + 1, close)
+
+
+def test_byte_sizes_switch_units_at_a_kibibyte_and_a_mebibyte():
+    """Counts below 1024 are bytes, from 1024 KiB, from 2^20 MiB (one decimal)."""
+    assert [byte_size(n) for n in (1023, 1024, 2047, 2048, 2**20 - 1, 2**20)] == \
+        ["1023 bytes", "1.0 KiB", "2.0 KiB", "2.0 KiB", "1024.0 KiB", "1.0 MiB"]
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "BMP"])
+def test_still_formats_without_frames_pass_without_notes(tmp_path, fmt):
+    """JPEG and BMP images (PIL gives them no frame count) come back as they are, with no note."""
+    path = tmp_path / f"still.{fmt.lower()}"
+    PIL.Image.new("RGB", (8, 6), (200, 30, 10)).save(path, format=fmt)
+    image, notes = check_image(path, load_config(hardware="cpu").limits, "source")
+    assert image.size == (8, 6) and image.format == fmt and notes == []
+
+
+def test_an_animated_upload_gives_its_first_frame(tmp_path):
+    """An animated GIF (red frame, then blue) gives its first, red frame and a note saying so."""
+    path = tmp_path / "anim.gif"
+    frames = [PIL.Image.new("RGB", (8, 8), colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    image, notes = check_image(path, load_config(hardware="cpu").limits, "source")
+    assert image.convert("RGB").getpixel((4, 4)) == (255, 0, 0)
+    assert notes == ["source (anim.gif): an animated image; its first frame was used"]

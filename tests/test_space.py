@@ -97,6 +97,7 @@ def test_on_zero_gpu_every_gpu_handler_is_wrapped_within_the_limit(zero_gpu):
         assert 0 < seconds <= ZERO_GPU_MAX_SECONDS, (name, seconds)
 
 
+@pytest.mark.slow
 def test_on_zero_gpu_a_handler_gives_what_it_gives_unwrapped(zero_gpu):
     _, _, views = zero_gpu
     labels = "red circle, blue star, green square"

@@ -90,6 +90,7 @@ def small_pairs():
     return [p for p in drawn_pairs(24, seed=3) if p.source.size[0] == 64][:4]
 
 
+@pytest.mark.slow
 def test_transformation_aware_matching_survives_real_jpeg(mini_clip, small_pairs):
     """Through Pillow's JPEG at quality 50 (never the differentiable stand-in), the matches made to survive JPEG
     keep much more of the target's embedding than plain matches of the same pairs, at the same budget, and stay

@@ -4,9 +4,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 
 from probe.errors import ProbeError
 from probe.toy import drawn
+from probe.toy.data import class_names
 
 
 def test_renderer_shares_no_code_with_the_training_generator():
@@ -16,6 +19,7 @@ def test_renderer_shares_no_code_with_the_training_generator():
     assert not any(name.startswith("probe.toy") for name in imported), imported
 
 
+@pytest.mark.slow
 def test_set_is_fixed_by_its_seed_and_covers_the_promised_range():
     a, b, c = drawn.drawn_set(2, seed=1), drawn.drawn_set(2, seed=1), drawn.drawn_set(2, seed=2)
     assert [d.image.tobytes() for d in a] == [d.image.tobytes() for d in b]
@@ -47,12 +51,39 @@ def test_bad_labels_and_sizes_are_refused():
         drawn.draw("red star", 0.9, "light", "filled", 64, rng)
 
 
-def test_evaluation_counts_every_drawing():
-    from probe.models import load_encoder
-    from probe.toy.data import class_names
+def predictions(encoder, drawings, classes) -> list[str]:
+    """Reference: each drawing's class by the largest cosine between its image embedding (the model called on its
+    own PIL preprocessing) and the plain class names' text embeddings."""
+    with torch.no_grad():
+        images = F.normalize(encoder.model.encode_image(encoder.reference_input([d.image for d in drawings])), dim=1)
+        texts = F.normalize(encoder.encode_text(list(classes)), dim=1)
+    return [classes[i] for i in (images @ texts.T).argmax(1).tolist()]
 
+
+def test_evaluation_counts_every_drawing(mini_clip):
+    """Counts, accuracies per group and the confusion matrix equal a recount of predictions made here per
+    drawing, over the 16 labels and over all the model's classes."""
     drawings = drawn.drawn_set(1)
-    result = drawn.evaluate(load_encoder("mini-clip"), drawings, class_names())
-    assert result["overall"]["n"] == 32 and sum(map(sum, result["confusion"])) == 32
+    classes = class_names()
+    result = drawn.evaluate(mini_clip, drawings, classes)
+    over16 = predictions(mini_clip, drawings, list(drawn.LABELS))
+    over_all = predictions(mini_clip, drawings, classes)
+
+    def share(keep):
+        chosen = [i for i, d in enumerate(drawings) if keep(d)]
+        return {"labels_16": pytest.approx(sum(over16[i] == drawings[i].label for i in chosen) / len(chosen)),
+                "all_classes": pytest.approx(sum(over_all[i] == drawings[i].label for i in chosen) / len(chosen)),
+                "n": len(chosen)}
+
+    assert result["overall"] == share(lambda d: True) and result["overall"]["n"] == 32
+    assert 0 < result["overall"]["labels_16"] < 1   # a recount of wrong and right answers, not a constant
+    assert result["by_size"] == {f"{low:.2f}-{high:.2f}": share(lambda d, low=low, high=high: low <= d.size <= high)
+                                 for low, high in drawn.SIZE_BINS}
     assert sum(v["n"] for v in result["by_size"].values()) == 32
-    assert all(0 <= v <= 1 for v in (result["overall"]["labels_16"], result["overall"]["all_classes"]))
+    assert result["by_background"] == {b: share(lambda d, b=b: d.background == b) for b in drawn.BACKGROUNDS}
+    assert result["by_style"] == {s: share(lambda d, s=s: d.style == s) for s in drawn.STYLES}
+    assert result["by_resolution"] == {str(r): share(lambda d, r=r: d.resolution == r) for r in (64, 224)}
+    confusion = np.zeros((16, 16), dtype=int)
+    for d, predicted in zip(drawings, over16):
+        confusion[drawn.LABELS.index(d.label), drawn.LABELS.index(predicted)] += 1
+    assert result["confusion"] == confusion.tolist() and result["labels"] == list(drawn.LABELS)

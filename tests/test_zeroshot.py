@@ -1,17 +1,24 @@
 """Zero-shot heads against hand computations, templates, prototype heads, the heatmap and the classify CLI."""
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
+from probe.cli import main
 from probe.errors import ProbeError
 from probe.images import save_png
-from probe.zeroshot import (ensemble_templates, logit_scale_of, prototype_head, resolve_templates, text_head,
-                            vision_text_matrix)
+from probe.plots import vision_text_figure
+from probe.toy.data import class_names
+from probe.zeroshot import (ZeroShotHead, ensemble_templates, logit_scale_of, prototype_head, resolve_templates,
+                            text_head, vision_text_matrix)
 
 CLASSES = ["red circle", "blue star", "green square"]
+SHAPES = Path(__file__).resolve().parents[1] / "examples" / "shapes"
 
 
 def images(n: int, seed: int = 0, size: int = 64) -> torch.Tensor:
@@ -98,42 +105,54 @@ def test_no_text_tower_offers_prototype_head(no_text_encoder):
 
 
 def test_vision_text_figure_carries_its_numbers():
-    from probe.plots import vision_text_figure
-
-    probs = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    """The heatmap shows the given matrix (not transposed, on a fixed 0..1 colour scale), each cell's number is
+    written in it, and each row's most probable class, nowhere near the diagonal here, is the one outlined."""
+    probs = torch.tensor([[0.2, 0.7, 0.1], [0.5, 0.1, 0.4]])
     fig, data = vision_text_figure(probs, ["a.png", "b.png"], CLASSES, title="t")
-    assert torch.allclose(torch.tensor(data["probabilities"]), probs)
-    assert data["predictions"] == ["red circle", "green square"]
-    assert fig.axes[0].get_title() == "t"
+    ax = fig.axes[0]
+    heatmap = ax.images[0]
+    assert np.array_equal(heatmap.get_array(), probs.double().numpy()) and heatmap.get_clim() == (0.0, 1.0)
+    cells = {(round(text.get_position()[1]), round(text.get_position()[0])): text.get_text() for text in ax.texts}
+    assert cells == {(0, 0): "0.20", (0, 1): "0.70", (0, 2): "0.10", (1, 0): "0.50", (1, 1): "0.10", (1, 2): "0.40"}
+    outlined = [(round(patch.get_y() + 0.5), round(patch.get_x() + 0.5)) for patch in ax.patches]
+    assert outlined == [(0, 1), (1, 0)]   # (row, column): "blue star" for a.png, "red circle" for b.png
+    assert [label.get_text() for label in ax.get_xticklabels()] == CLASSES
+    assert [label.get_text() for label in ax.get_yticklabels()] == ["a.png", "b.png"]
+    assert data["predictions"] == ["blue star", "red circle"] and data["probabilities"] == probs.tolist()
+    assert ax.get_title() == "t"
 
 
-def test_classify_cli_end_to_end(tmp_path, capsys):
-    from probe.cli import main
-
-    paths = [tmp_path / "grey.png", tmp_path / "noise.png"]
-    for path, image in zip(paths, images(3)[[0, 2]]):
-        save_png(image, path)
+def test_classify_cli_end_to_end(mini_clip, tmp_path, capsys):
+    """The shipped mini-CLIP over its 30 classes: the saved probabilities equal a softmax of the model's own
+    logit scale times the cosines of open_clip's image and text embeddings (computed here), and each shipped
+    shape picture is read as its own class, in the summary, the figure's numbers and the printed line."""
+    paths = sorted(SHAPES.glob("*.png"))
+    classes = class_names()
     out = tmp_path / "out"
-    rc = main(["classify", "--model", "tiny", "--images", *map(str, paths), "--labels", "red circle, blue star,x",
-               "--out", str(out)])
-    assert rc == 0
+    assert main(["classify", "--model", "mini-clip", "--images", *map(str, paths), "--labels", ",".join(classes),
+                 "--out", str(out)]) == 0
     record = json.loads((out / "summary.json").read_text())
-    assert record["labels"] == ["red circle", "blue star", "x"]
-    assert record["images"] == [str(p) for p in paths]
-    assert record["model"] == "openclip:probe-tiny-vit@random" and record["weights"] == "random:0"
-    assert torch.allclose(torch.tensor(record["probabilities"]).sum(1), torch.ones(2), atol=1e-5)
-    assert "versions" in record and record["head"]["templates"] == ["{}"]
+    model = mini_clip.model
+    with torch.no_grad():
+        pictures = torch.stack([mini_clip.reference_transform(Image.open(path)) for path in paths])
+        image_emb = F.normalize(model.encode_image(pictures), dim=-1)
+        text_emb = F.normalize(mini_clip.encode_text(classes), dim=-1)
+        scale = float(model.logit_scale.exp())
+    expected = (scale * image_emb @ text_emb.T).softmax(dim=-1)
+    torch.testing.assert_close(torch.tensor(record["probabilities"]), expected, rtol=1e-4, atol=1e-12)
+    own = [path.stem.replace("_", " ") for path in paths]   # blue_star.png is a "blue star"
+    assert record["predictions"] == own and record["labels"] == classes
+    assert record["images"] == [str(p) for p in paths] and record["weights"].startswith("mini-clip@sha256:")
+    assert record["head"]["logit_scale"] == pytest.approx(scale, rel=1e-6) and record["head"]["templates"] == ["{}"]
+    figure = json.loads((out / "classify.json").read_text())
+    assert figure["probabilities"] == record["probabilities"] and figure["predictions"] == own
     assert (out / "classify.png").stat().st_size > 0
-    assert "grey.png" in capsys.readouterr().out
-    from probe import experiments
-
-    same = experiments.classify("tiny", paths, ["red circle", "blue star", "x"])  # the call the CLI makes
-    assert same.probabilities.tolist() == record["probabilities"]
+    printed = capsys.readouterr().out.splitlines()[0].split("; ")
+    best = expected.max(dim=1).values
+    assert printed == [f"{path.name}: {name} ({float(p):.3f})" for path, name, p in zip(paths, own, best)]
 
 
 def test_classify_cli_bad_arguments_give_one_line(tmp_path, capsys):
-    from probe.cli import main
-
     image = tmp_path / "a.png"
     save_png(images(1)[0], image)
     common = ["classify", "--model", "tiny", "--images", str(image), "--out", str(tmp_path / "o")]
@@ -147,8 +166,6 @@ def test_classify_cli_bad_arguments_give_one_line(tmp_path, capsys):
 
 
 def test_classify_cli_without_text_tower(tmp_path, capsys):
-    from probe.cli import main
-
     image = tmp_path / "a.png"
     save_png(images(1)[0], image)
     save_png(images(1)[0], tmp_path / "ref" / "cat" / "1.png")
@@ -162,3 +179,18 @@ def test_classify_cli_without_text_tower(tmp_path, capsys):
     record = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert record["labels"] == ["cat", "dog"] and record["head"]["head"] == "prototype"
     assert record["predictions"] == ["cat"]  # the image is the cat reference itself
+
+
+def test_head_probabilities_by_hand(device):
+    """logits = scale * cos(embedding, class) and probabilities their softmax over the classes, per embedding, by
+    hand in NumPy float64: for a batch of raw embeddings of different norms, against unit class vectors on the
+    device (the embeddings given on the CPU)."""
+    gen = torch.Generator().manual_seed(0)
+    weights = F.normalize(torch.randn(3, 4, generator=gen, dtype=torch.float64), dim=1).float()
+    head = ZeroShotHead(tuple(CLASSES), weights.to(device), 10.0, "prototype", "test")
+    embeddings = torch.randn(2, 4, generator=gen) * torch.tensor([[0.5], [7.0]])
+    e, w = embeddings.double().numpy(), weights.double().numpy()
+    logits = 10.0 * (e / np.linalg.norm(e, axis=1, keepdims=True)) @ w.T
+    probabilities = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    np.testing.assert_allclose(head.logits(embeddings).cpu().numpy(), logits, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(head.probabilities(embeddings).cpu().numpy(), probabilities, rtol=1e-5, atol=1e-7)
