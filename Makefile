@@ -30,7 +30,7 @@ test: $(STAMP) chromium
 
 # The fast tier (no test marked slow), for the edit-test loop and for mutation testing.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
 
 # Mutation testing of the guard and science functions against the fast tier (tests/mutation.py).
 mutants: $(STAMP)
