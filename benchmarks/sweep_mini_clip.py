@@ -113,13 +113,12 @@ def run_variant(sweep: str, name: str, device: str, out_root: Path, steps: int, 
 
 def score(sweep: str, folder: Path, device: str, effect_steps: int) -> dict:
     """The sweep's numbers for the model in ``folder``."""
-    from probe.experiments.effects import measure, read_as_target
-    from probe.matching import FastSettings
+    from probe.experiments.effects import measure
     from probe.metrics import psnr_to_rms
     from probe.models import load_encoder
     from probe.toy import drawn
     from probe.toy.data import class_names
-    from probe.toy.effect import drawn_pairs, label_sets, photo_pairs, shape_pairs
+    from probe.toy.effect import photo_pairs, shape_pairs, visitor_effect
     from probe.toy.quality import accuracy, heldout_set, model_quality
     from probe.zeroshot import embed_images, text_head
 
@@ -127,8 +126,7 @@ def score(sweep: str, folder: Path, device: str, effect_steps: int) -> dict:
     encoder = load_encoder(f"openclip:local-dir:{folder}", device=device)
 
     def visitor(seed: int = 0) -> dict:   # the defaults a visitor gets (fast mode, L-inf 8/255)
-        result = read_as_target(encoder, drawn_pairs(24, seed=seed), label_sets(), FastSettings())
-        return {k: v for k, v in result.items() if k != "rows"}
+        return {k: v for k, v in visitor_effect(encoder, 24, seed=seed).items() if k != "rows"}
 
     if sweep in ("search", "drawn"):
         images, labels = heldout_set(recipe="wide")

@@ -7,6 +7,7 @@ neither killed nor listed is a gap: write the test that kills it (`mutmut show N
 
     python tests/mutation.py            # run (resumes: mutmut keeps results in mutants/) and report
     python tests/mutation.py --report   # report the last run only
+    python tests/mutation.py --survivors   # rerun only the last table's gaps (after new tests), update the table
 """
 import argparse
 import fnmatch
@@ -42,6 +43,7 @@ TARGETS = {
     "metrics": ["probe.metrics.x_cosine__*", "probe.metrics.x_l2__*", "probe.metrics.x_linf__*",
                 "probe.metrics.x_psnr__*"],
 }
+KILLED = ("killed", "timeout", "caught by type check")
 PATTERNS = [pattern for patterns in TARGETS.values() for pattern in patterns]
 
 
@@ -79,7 +81,7 @@ def report(found: dict[str, str]) -> dict:
     gaps = []
     for name, status in found.items():
         module = name.split(".x")[0]
-        if status in ("killed", "timeout", "caught by type check"):
+        if status in KILLED:
             per_module[module]["killed"] += 1
         elif status == "not checked":   # a run cut short: neither killed nor survived yet
             per_module[module]["not run"] += 1
@@ -96,6 +98,27 @@ def report(found: dict[str, str]) -> dict:
     return {"modules": rows, "gaps": sorted(gaps), "stale_equivalents": stale}
 
 
+def rerun_survivors(summary: dict, found: dict[str, str]) -> dict:
+    """The saved table with its gaps replaced by their statuses in ``found`` (a run of those mutants only)."""
+    rows = {module: dict(row) for module, row in summary["modules"].items()}
+    listed, gaps = equivalent(), []
+    for line in summary["gaps"]:
+        name = line.split(":")[0]
+        status, row = found.get(name, "not checked"), rows[name.split(".x")[0]]
+        if status == "not checked":
+            raise SystemExit(f"{name} was not rerun; run the survivors again")
+        outcome = "equivalent" if name in listed else "killed" if status in KILLED else None
+        if outcome:
+            row["survived"] -= 1
+            row[outcome] = row.get(outcome, 0) + 1
+        else:
+            gaps.append(f"{name}: {status}")
+        scored = row.get("killed", 0) + row["survived"]
+        row["score"] = round(row.get("killed", 0) / scored, 3) if scored else None
+    return {"modules": rows, "gaps": sorted(gaps), "stale_equivalents": summary["stale_equivalents"],
+            "survivors_rerun": len(summary["gaps"])}
+
+
 def table(summary: dict) -> str:
     lines = ["| module | killed | equivalent (listed) | survived | not run | score |", "|---|---|---|---|---|---|"]
     for module, row in summary["modules"].items():
@@ -108,11 +131,20 @@ def table(summary: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--report", action="store_true", help="report the last run, run nothing")
+    parser.add_argument("--survivors", action="store_true",
+                        help="rerun only the gaps of the saved table and update it (mutmut keeps no other results)")
     parser.add_argument("--max-children", type=int, default=2, help="mutants tested at once (default 2)")
     args = parser.parse_args()
-    if not args.report:
-        mutmut("run", "--max-children", str(args.max_children), *PATTERNS)
-    summary = report(statuses())
+    if args.survivors:
+        saved = json.loads(RESULTS.read_text())
+        names = [line.split(":")[0] for line in saved["gaps"]]
+        if names:
+            mutmut("run", "--max-children", str(args.max_children), *names)
+        summary = rerun_survivors(saved, statuses())
+    else:
+        if not args.report:
+            mutmut("run", "--max-children", str(args.max_children), *PATTERNS)
+        summary = report(statuses())
     RESULTS.write_text(json.dumps(summary, indent=1) + "\n")
     print(table(summary))
     for gap in summary["gaps"]:

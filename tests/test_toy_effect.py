@@ -11,7 +11,8 @@ from probe.images import quantize
 from probe.matching import FastSettings
 from probe.metrics import psnr, psnr_to_rms
 from probe.toy.data import class_names
-from probe.toy.effect import drawn_pairs, label_sets, photo_pairs, shape_pairs
+from probe.models import presets
+from probe.toy.effect import drawn_pairs, label_sets, photo_pairs, shape_pairs, visitor_effect
 from probe.zeroshot import text_head
 
 
@@ -88,3 +89,14 @@ def test_visitor_effect_reads_the_saved_png_as_the_target(mini_clip):
     for row in result["rows"]:
         assert row["read_as_all_classes"] == row["target_read_as_all_classes"], row
         assert row["linf_255"] <= 64.5
+
+
+def test_visitor_effect_uses_the_mini_clips_own_defaults(mini_clip, monkeypatch):
+    """visitor_effect matches with the per-model entry the CLI and the app read (probe.models.defaults_for), not
+    the library's generic defaults."""
+    preset = presets()["mini-clip"]
+    monkeypatch.setitem(preset.defaults, "fast", {"steps": 3, "budget": 4 / 255})
+    result = visitor_effect(mini_clip, n=2, seed=1)
+    assert result["pairs"] == 2
+    assert result["settings"]["steps"] == 3 and result["settings"]["budget"] == 4 / 255
+    assert all(row["linf_255"] <= 4.5 for row in result["rows"])

@@ -7,6 +7,8 @@
 * `drawn_pairs`: independently drawn shapes (`probe.toy.drawn`) with different labels, half at 64 px and half at
   224 px: what a visitor might draw (`probe.experiments.effects.read_as_target` matches them as the CLI and the
   app would);
+* `visitor_effect`: `drawn_pairs` matched with the defaults a visitor gets on the mini-CLIP (the CLI's and the
+  app's), the share read as the target;
 * `photo_drawing_pairs`: the photos (centre-cropped to a square side) each matched to plain drawings of target
   classes at the same side, as labelled pairs: a visitor's photo and a drawn target.
 """
@@ -18,8 +20,10 @@ from PIL import Image, ImageOps
 
 from probe.data import bundled_photos
 from probe.errors import ProbeError
-from probe.experiments.effects import LabelledPair, PairSet
+from probe.experiments.effects import LabelledPair, PairSet, read_as_target
 from probe.images import from_pil, load_image, open_pil
+from probe.matching import settings_for
+from probe.models import defaults_for
 from probe.params import Param, declare
 from probe.toy.data import EVAL_SEED, class_names, draw_plain_shape, generate_samples
 from probe.toy.drawn import LABELS as DRAWN_LABELS, drawn_set
@@ -100,6 +104,13 @@ def drawn_pairs(n: int = 24, seed: int = 0) -> list[LabelledPair]:
                                            "source_size": round(source.size, 3)}))
                 wanted -= 1
     return pairs
+
+
+def visitor_effect(encoder, n: int = 24, seed: int = 0, progress=None) -> dict:
+    """`n` drawn pairs (`drawn_pairs`) matched with the mini-CLIP's visitor defaults (fast mode, L-inf 8/255,
+    the per-model entry the CLI and the app share), read back from 8-bit PNG: `read_as_target`'s result."""
+    settings = settings_for("fast", defaults_for("mini-clip", "fast"))
+    return read_as_target(encoder, drawn_pairs(n, seed=seed), label_sets(), settings, progress=progress)
 
 
 def photo_drawing_pairs(per_photo: int = 3, side: int = 224, seed: int = 0) -> list[LabelledPair]:
