@@ -16,7 +16,7 @@ from probe.cli import main as cli_main
 from probe.errors import ProbeError
 from probe.models import load_encoder
 from probe.toy import MINI_CLIP_DIR, MINI_CLIP_NAME, data, train as train_module
-from probe.toy.model import CONFIG_FILE, WEIGHTS_FILE
+from probe.toy.model import CONFIG_FILE, MODEL_CFG, WEIGHTS_FILE
 from probe.toy.quality import accuracy, centroid_mean_cosine, heldout_set, plain_set
 from probe.toy.train import train
 from probe.zeroshot import embed_images, text_head
@@ -279,22 +279,39 @@ def test_second_stage_starts_from_the_given_weights(tmp_path):
 
 def test_cli_trains_the_wide_recipe_and_checks_its_options(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path / "w"), "--steps", "2", "--batch", "4", "--recipe", "wide",
-                 "--ramp", "0.5", "--quiet"]) == 0
-    assert _checkpoint(tmp_path / "w")["settings"]["recipe"] == "wide"
+                 "--ramp", "0.5", "--pool", "avg", "--quiet"]) == 0
+    settings = _checkpoint(tmp_path / "w")["settings"]
+    assert settings["recipe"] == "wide" and settings["model_cfg"]["vision_cfg"]["pool_type"] == "avg"
+    assert json.loads((tmp_path / "w" / CONFIG_FILE).read_text())["model_cfg"]["vision_cfg"]["pool_type"] == "avg"
+    model, _, _ = open_clip.create_model_and_transforms(f"local-dir:{tmp_path / 'w'}")
+    assert model.visual.pool_type == "avg"
+    assert "pool_type" not in MODEL_CFG["vision_cfg"]    # the default config is left as it was
+    assert _exit_code(["train", "--out", str(tmp_path / "p"), "--pool", "max"]) == 2
+    assert "--pool" in capsys.readouterr().err
     assert _exit_code(["train", "--out", str(tmp_path / "r"), "--recipe", "wide", "--ramp", "1.5"]) == 2
     assert "--ramp must be in [0, 1)" in capsys.readouterr().err
 
 
 def test_eval_reports_the_independently_drawn_set(capsys):
+    """`toy eval` names the weights by their stable id (no folder path), reports the drawn set of the seed asked
+    for as `probe.toy.drawn.evaluate` computes it here, and prints a 16 x 16 confusion matrix over every drawing
+    whose diagonal is that accuracy."""
+    import re
+
     from probe.toy import drawn
 
-    assert main(["eval", "--per-class", "1", "--per-drawn", "1"]) == 0
+    assert main(["eval", "--per-class", "1", "--per-drawn", "1", "--drawn-seed", "0"]) == 0
     out = capsys.readouterr().out
-    shares = drawn.evaluate(load_encoder("mini-clip"), drawn.drawn_set(1), data.class_names())
-    assert (f"independently drawn shapes (32, probe.toy.drawn): {shares['overall']['labels_16']:.1%} over its 16 "
-            f"labels, {shares['overall']['all_classes']:.1%} over all classes") in out
+    assert re.search(r"^weights: mini-clip@sha256:[0-9a-f]{12}$", out, re.M), out
+    shares = drawn.evaluate(load_encoder("mini-clip"), drawn.drawn_set(1, seed=0), data.class_names())
+    assert (f"independently drawn shapes (32, probe.toy.drawn, seed 0): {shares['overall']['labels_16']:.1%} over "
+            f"its 16 labels, {shares['overall']['all_classes']:.1%} over all classes") in out
     assert f"by size: 0.15-0.30 {shares['by_size']['0.15-0.30']['labels_16']:.0%}" in out
     assert f"by background: light {shares['by_background']['light']['labels_16']:.0%}" in out
+    rows = [line for line in out.splitlines() if re.match(r"\| (red|green|blue|yellow) ", line)]
+    counts = [[0 if cell.strip() == "." else int(cell) for cell in row.split("|")[2:-1]] for row in rows]
+    assert counts == shares["confusion"] and all(sum(row) == 2 for row in counts)
+    assert sum(counts[i][i] for i in range(16)) / 32 == pytest.approx(shares["overall"]["labels_16"])
 
 
 def test_weight_average_and_label_smoothing_resume_exactly(tmp_path, monkeypatch):

@@ -95,8 +95,9 @@ def run_eval(args) -> int:
 
 
 def confusion_table(labels: list[str], counts: list[list[int]]) -> str:
-    """A markdown confusion matrix; columns abbreviated to colour and shape initials (`rc`: red circle)."""
-    short = ["".join(word[0] for word in label.split()) for label in labels]
+    """A markdown confusion matrix; columns abbreviated to the colour's initial and the shape's first two letters
+    (`rci`: red circle, `rsq`: red square, `rst`: red star)."""
+    short = [f"{label.split()[0][0]}{label.split()[-1][:2]}" for label in labels]
     lines = ["| drawn \\ read as | " + " | ".join(short) + " |", "|---" * (len(labels) + 1) + "|"]
     lines += [f"| {label} | " + " | ".join(str(n) if n else "." for n in row) + " |"
               for label, row in zip(labels, counts)]

@@ -40,12 +40,24 @@ CONFIG_FILE = "open_clip_config.json"
 WEIGHTS_FILE = "open_clip_model.safetensors"
 
 
-def build_model(seed: int) -> "open_clip.CLIP":  # noqa: F821 (open_clip loads on use: it is slow to import)
-    """A freshly initialised mini-CLIP; the initial weights depend only on ``seed``."""
+POOLS = ("tok", "avg")   # the image embedding from the class token, or the average of the patch tokens
+
+
+def model_config(pool: str | None = None) -> dict:
+    """The mini-CLIP's OpenCLIP config (``MODEL_CFG``), with the image tower's pooling set when ``pool`` is given."""
+    if pool is None:
+        return MODEL_CFG
+    if pool not in POOLS:
+        raise ProbeError(f"pool must be one of {POOLS}, got {pool!r}")
+    return {**MODEL_CFG, "vision_cfg": {**MODEL_CFG["vision_cfg"], "pool_type": pool}}
+
+
+def build_model(seed: int, config: dict = MODEL_CFG) -> "open_clip.CLIP":  # noqa: F821 (open_clip: slow import)
+    """A freshly initialised mini-CLIP of ``config``; the initial weights depend only on ``seed``."""
     import open_clip
 
     torch.manual_seed(seed)
-    return open_clip.CLIP(**MODEL_CFG)
+    return open_clip.CLIP(**config)
 
 
 def tokenizer() -> "open_clip.SimpleTokenizer":  # noqa: F821
@@ -67,7 +79,7 @@ def pixels_to_tensor(pixels: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()
 
 
-def save_hub_folder(model: torch.nn.Module, out_dir: str | Path) -> None:
+def save_hub_folder(model: torch.nn.Module, out_dir: str | Path, config: dict = MODEL_CFG) -> None:
     """Write ``open_clip_config.json`` and float16 ``open_clip_model.safetensors`` into ``out_dir``.
 
     The folder loads with ``open_clip.create_model_and_transforms("local-dir:" + out_dir)``.
@@ -77,4 +89,4 @@ def save_hub_folder(model: torch.nn.Module, out_dir: str | Path) -> None:
     out_dir = Path(out_dir)
     weights = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
     write_bytes(out_dir / WEIGHTS_FILE, save(weights))
-    write_json(out_dir / CONFIG_FILE, {"model_cfg": MODEL_CFG, "preprocess_cfg": PREPROCESS_CFG})
+    write_json(out_dir / CONFIG_FILE, {"model_cfg": config, "preprocess_cfg": PREPROCESS_CFG})

@@ -32,7 +32,7 @@ from probe.params import Param, check_call, declare
 from probe.progress import Progress, report
 from probe.files import write_bytes
 from probe.toy.data import EVAL_SEED, RECIPE, RECIPES, generate_batch
-from probe.toy.model import MODEL_CFG, WEIGHTS_FILE, build_model, pixels_to_tensor, save_hub_folder, tokenizer
+from probe.toy.model import POOLS, WEIGHTS_FILE, build_model, model_config, pixels_to_tensor, save_hub_folder, tokenizer
 
 MAX_STEPS = 10**6
 MAX_SEED = EVAL_SEED // MAX_STEPS  # keeps every batch seed below the held-out range
@@ -127,6 +127,7 @@ def train(
     device: str = "cpu",
     recipe: str | None = None,
     ramp: float = 0.0,
+    pool: str | None = None,
     init: str | Path | None = None,
     ema: float = 0.0,
     label_smoothing: float = 0.0,
@@ -142,18 +143,20 @@ def train(
     ``progress`` hears ("train", step, steps, {loss, logit_scale}) every step; returning
     False stops after a checkpoint, and the result is marked cancelled. ``recipe`` (default
     ``probe.toy.data.RECIPE``) chooses the data generator; ``ramp`` > 0 (wide recipe) makes it a curriculum that
-    reaches the full range of difficulty after that share of the steps. ``init``, a mini-CLIP
+    reaches the full range of difficulty after that share of the steps. ``pool`` sets the image tower's pooling
+    (``probe.toy.model.POOLS``; default: the config's, the class token). ``init``, a mini-CLIP
     folder, starts from its weights instead of a fresh initialisation (a second training stage); the
     weights' sha256 is part of the resume check. ``ema`` > 0 keeps an exponential moving average of the
     weights with that decay (warmed up over the first steps) and writes it as the model; ``label_smoothing``
     softens the contrastive loss's one-hot targets.
     """
     recipe = recipe or RECIPE
-    settings = {"seed": seed, "steps": steps, "batch": batch, "lr": lr, "weight_decay": weight_decay,
-                "model_cfg": MODEL_CFG}
     check_call(TRAIN, seed=seed, steps=steps, batch=batch, lr=lr, weight_decay=weight_decay, threads=threads,
-               workers=workers, checkpoint_every=checkpoint_every, device=device, recipe=recipe, ramp=ramp, ema=ema,
-               label_smoothing=label_smoothing)
+               workers=workers, checkpoint_every=checkpoint_every, device=device, recipe=recipe, ramp=ramp, pool=pool,
+               ema=ema, label_smoothing=label_smoothing)
+    config = model_config(pool)
+    settings = {"seed": seed, "steps": steps, "batch": batch, "lr": lr, "weight_decay": weight_decay,
+                "model_cfg": config}
     start_state, start_digest = _read_weights(Path(init)) if init is not None else (None, None)
     # recorded only when not the shipped recipe's, so checkpoints written before these options existed resume
     if recipe != "narrow":
@@ -171,7 +174,7 @@ def train(
     torch.set_num_threads(threads)
     device = resolve_device(device)
 
-    model = build_model(seed)
+    model = build_model(seed, config)
     if start_state is not None:
         _load_weights(model, start_state, init)
     model = model.to(device)
@@ -202,7 +205,7 @@ def train(
                 return TrainResult(model.cpu().eval(), step + 1, steps, time.monotonic() - started, True)
     if average is not None:
         average.copy_to(model)
-    save_hub_folder(model.cpu(), out_dir)
+    save_hub_folder(model.cpu(), out_dir, config)
     return TrainResult(model.eval(), steps, steps, time.monotonic() - started, False)
 
 
@@ -221,6 +224,8 @@ TRAIN = declare(
                  "outline, plain/noisy/gradient backgrounds)", kind=str, choices=RECIPES, optional=True),
     ramp=Param("wide recipe: share of the steps over which difficulty rises to the full range", low=0, high=1,
                open_high=True),
+    pool=Param("image embedding: the class token (tok) or the average of the patch tokens (avg); default tok",
+               kind=str, choices=POOLS, optional=True),
     ema=Param("decay of an exponential moving average of the weights, written as the model (0: none)", low=0,
               high=1, open_high=True),
     label_smoothing=Param("label smoothing of the contrastive loss's targets", low=0, high=1, open_high=True),
