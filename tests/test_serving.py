@@ -3,6 +3,7 @@ request checks derived from the settings' declarations."""
 import os
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import PIL.Image
 import pytest
@@ -77,6 +78,26 @@ def test_request_parameters_are_checked_against_the_declarations_and_the_limits(
     assert parse_labels(" a, b ,", ["x", "y"]) == ["a", "b"] and parse_labels("", ["x", "y"]) == ["x", "y"]
     with pytest.raises(ProbeError, match="at least 2"):
         parse_labels("only", [])
+
+
+@pytest.mark.parametrize("hardware", ["cpu", "gpu"])
+def test_the_app_and_the_cli_give_the_mini_clip_the_same_match_settings(hardware):
+    """The mini-CLIP's visitor defaults are one per-model entry: the app's default match (its steps and budget
+    as the UI fills them) and `probe match --model mini-clip` get the same settings, on either hardware."""
+    from probe.cli import build_parser
+    from probe.cli.match_cmd import settings_from_args
+    from probe.matching import FastSettings
+
+    config = load_config(hardware=hardware)
+    mini = "mini-CLIP (offline, shapes and colours)"
+    app = config.settings(mini, "fast", config.steps_for(mini), FastSettings().budget)
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    cat, star = str(examples / "cat.png"), str(examples / "shapes" / "blue_star.png")
+    args = build_parser().parse_args(["match", "--source", cat, "--target", star, "--model", "mini-clip", "--out",
+                                      "x"])
+    cli = settings_from_args(args)
+    assert replace(app, max_pixels=cli.max_pixels) == cli
+    assert app.steps == config.steps_for(mini) == cli.steps
 
 
 def test_config_picks_values_by_hardware():

@@ -13,7 +13,7 @@ from probe.toy.data import EVAL_SEED, class_names, draw_plain_shape, generate_sa
 
 ABOUT = "the project's trained mini-CLIP (shapes and colours, 64 px): works offline"
 # What a visitor's match on the mini-CLIP gets, from the CLI (--model mini-clip) and the app alike.
-VISITOR_DEFAULTS: dict = {"fast": {}}
+VISITOR_DEFAULTS: dict = {"fast": {"steps": 300}}
 
 
 def load_source(rest: str, seed: int) -> ImageSet:
