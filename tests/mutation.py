@@ -6,7 +6,7 @@ equivalent survivors are listed with a one-line reason in tests/equivalent_mutan
 neither killed nor listed is a gap: write the test that kills it (`mutmut show NAME` prints its diff).
 
     python tests/mutation.py            # run (resumes: mutmut keeps results in mutants/) and report
-    python tests/mutation.py --report   # report the last run only
+    python tests/mutation.py --report   # print the saved table (benchmarks/results/mutation.json), run nothing
     python tests/mutation.py --survivors   # rerun only the last table's gaps (after new tests), update the table
 """
 import argparse
@@ -130,22 +130,24 @@ def table(summary: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--report", action="store_true", help="report the last run, run nothing")
+    parser.add_argument("--report", action="store_true", help="print the saved table, run nothing")
     parser.add_argument("--survivors", action="store_true",
                         help="rerun only the gaps of the saved table and update it (mutmut keeps no other results)")
     parser.add_argument("--max-children", type=int, default=2, help="mutants tested at once (default 2)")
     args = parser.parse_args()
-    if args.survivors:
+    if args.report:
+        summary = json.loads(RESULTS.read_text())
+    elif args.survivors:
         saved = json.loads(RESULTS.read_text())
         names = [line.split(":")[0] for line in saved["gaps"]]
         if names:
             mutmut("run", "--max-children", str(args.max_children), *names)
         summary = rerun_survivors(saved, statuses())
     else:
-        if not args.report:
-            mutmut("run", "--max-children", str(args.max_children), *PATTERNS)
+        mutmut("run", "--max-children", str(args.max_children), *PATTERNS)
         summary = report(statuses())
-    RESULTS.write_text(json.dumps(summary, indent=1) + "\n")
+    if not args.report:
+        RESULTS.write_text(json.dumps(summary, indent=1) + "\n")
     print(table(summary))
     for gap in summary["gaps"]:
         print("not killed and not listed as equivalent:", gap)
