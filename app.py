@@ -231,7 +231,7 @@ def match_tab(server: Server, match, initial: dict) -> None:
         mode = gr.Radio(["fast", "paper"], value="fast", label="mode",
                         info="fast: ours, [0,1] pixels, source resolution; paper: the authors' procedure")
         steps = steps_slider(server, model)
-        budget = slider(0, limits.max_budget, value=round(8 / 255, 4), step=1 / 255,
+        budget = slider(0, limits.max_budget, value=8 / 255, step=1 / 255,
                         label="budget (L-inf, [0,1] pixels)", info="8/255 = 0.031")
     with gr.Row():
         labels = gr.Textbox(label="class names for the zero-shot view (comma-separated; empty: the model's)", value="")
@@ -296,7 +296,7 @@ def equivalence_tab(server: Server, views: dict, shown: tuple) -> None:
     with gr.Row():
         model = model_picker(server)
         steps = steps_slider(server, model, "steps per pair")
-        budget = slider(1 / 255, limits.max_budget, value=round(8 / 255, 4), step=1 / 255,
+        budget = slider(1 / 255, limits.max_budget, value=8 / 255, step=1 / 255,
                         label="budget (L-inf, [0,1] pixels)")
         labels = gr.Textbox(label="class names (empty: the model's)", value="")
     with gr.Row():

@@ -107,7 +107,7 @@ def rerun_survivors(summary: dict, found: dict[str, str]) -> dict:
         status, row = found.get(name, "not checked"), rows[name.split(".x")[0]]
         if status == "not checked":
             raise SystemExit(f"{name} was not rerun; run the survivors again")
-        outcome = "equivalent" if name in listed else "killed" if status in KILLED else None
+        outcome = "killed" if status in KILLED else "equivalent" if name in listed else None   # as report()
         if outcome:
             row["survived"] -= 1
             row[outcome] = row.get(outcome, 0) + 1
@@ -116,7 +116,7 @@ def rerun_survivors(summary: dict, found: dict[str, str]) -> dict:
         scored = row.get("killed", 0) + row["survived"]
         row["score"] = round(row.get("killed", 0) / scored, 3) if scored else None
     return {"modules": rows, "gaps": sorted(gaps), "stale_equivalents": summary["stale_equivalents"],
-            "survivors_rerun": len(summary["gaps"])}
+            "survivors_rerun": len(summary["gaps"]) or summary.get("survivors_rerun", 0)}
 
 
 def table(summary: dict) -> str:
@@ -130,8 +130,9 @@ def table(summary: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--report", action="store_true", help="print the saved table, run nothing")
-    parser.add_argument("--survivors", action="store_true",
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--report", action="store_true", help="print the saved table, run nothing")
+    what.add_argument("--survivors", action="store_true",
                         help="rerun only the gaps of the saved table and update it (mutmut keeps no other results)")
     parser.add_argument("--max-children", type=int, default=2, help="mutants tested at once (default 2)")
     args = parser.parse_args()

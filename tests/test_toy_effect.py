@@ -98,5 +98,8 @@ def test_visitor_effect_uses_the_mini_clips_own_defaults(mini_clip, monkeypatch)
     monkeypatch.setitem(preset.defaults, "fast", {"steps": 3, "budget": 4 / 255})
     result = visitor_effect(mini_clip, n=2, seed=1)
     assert result["pairs"] == 2
+    assert [(r["source"], r["target"]) for r in result["rows"]] == \
+        [(p.source_label, p.target_label) for p in drawn_pairs(2, seed=1)] != \
+        [(p.source_label, p.target_label) for p in drawn_pairs(2, seed=0)]
     assert result["settings"]["steps"] == 3 and result["settings"]["budget"] == 4 / 255
     assert all(row["linf_255"] <= 4.5 for row in result["rows"])

@@ -45,10 +45,10 @@ POOLS = ("tok", "avg")   # the image embedding from the class token, or the aver
 
 def model_config(pool: str | None = None) -> dict:
     """The mini-CLIP's OpenCLIP config (``MODEL_CFG``), with the image tower's pooling set when ``pool`` is given."""
-    if pool is None:
-        return MODEL_CFG
-    if pool not in POOLS:
+    if pool is not None and pool not in POOLS:
         raise ProbeError(f"pool must be one of {POOLS}, got {pool!r}")
+    if pool is None or pool == MODEL_CFG["vision_cfg"].get("pool_type", "tok"):
+        return MODEL_CFG
     return {**MODEL_CFG, "vision_cfg": {**MODEL_CFG["vision_cfg"], "pool_type": pool}}
 
 
@@ -79,8 +79,9 @@ def pixels_to_tensor(pixels: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()
 
 
-def save_hub_folder(model: torch.nn.Module, out_dir: str | Path, config: dict = MODEL_CFG) -> None:
-    """Write ``open_clip_config.json`` and float16 ``open_clip_model.safetensors`` into ``out_dir``.
+def save_hub_folder(model: torch.nn.Module, out_dir: str | Path, config: dict) -> None:
+    """Write ``open_clip_config.json`` (``config``, the model's) and float16 ``open_clip_model.safetensors`` into
+    ``out_dir``.
 
     The folder loads with ``open_clip.create_model_and_transforms("local-dir:" + out_dir)``.
     Both files are written atomically (``probe.results``), weights first, so a crash never

@@ -15,6 +15,7 @@ import collections
 import contextlib
 import hashlib
 import io
+import json
 import math
 import multiprocessing
 import signal
@@ -32,7 +33,8 @@ from probe.params import Param, check_call, declare
 from probe.progress import Progress, report
 from probe.files import write_bytes
 from probe.toy.data import EVAL_SEED, RECIPE, RECIPES, generate_batch
-from probe.toy.model import POOLS, WEIGHTS_FILE, build_model, model_config, pixels_to_tensor, save_hub_folder, tokenizer
+from probe.toy.model import (CONFIG_FILE, POOLS, WEIGHTS_FILE, build_model, model_config, pixels_to_tensor,
+                             save_hub_folder, tokenizer)
 
 MAX_STEPS = 10**6
 MAX_SEED = EVAL_SEED // MAX_STEPS  # keeps every batch seed below the held-out range
@@ -176,7 +178,7 @@ def train(
 
     model = build_model(seed, config)
     if start_state is not None:
-        _load_weights(model, start_state, init)
+        _load_weights(model, start_state, init, config)
     model = model.to(device)
     optimizer = _optimizer(model, lr, weight_decay)
     average = WeightAverage(model, ema) if ema else None
@@ -265,8 +267,18 @@ def _read_weights(folder: Path) -> tuple[dict, str]:
     return safetensors.torch.load(raw), hashlib.sha256(raw).hexdigest()
 
 
-def _load_weights(model: torch.nn.Module, state: dict, folder) -> None:
-    """Copy ``state`` (read from ``folder``) into ``model`` as float32."""
+def _load_weights(model: torch.nn.Module, state: dict, folder, config: dict) -> None:
+    """Copy ``state`` (read from ``folder``) into ``model`` (built from ``config``) as float32. The folder's own
+    config must be ``config``: class-token and averaged weights have the same tensors and would load silently."""
+    saved = Path(folder) / CONFIG_FILE
+    if saved.is_file():
+        theirs = json.loads(saved.read_text()).get("model_cfg", {})
+        differ = sorted(f"{tower}.{key}" for tower in ("vision_cfg", "text_cfg")
+                        for key in set(theirs.get(tower, {})) | set(config.get(tower, {}))
+                        if theirs.get(tower, {}).get(key) != config.get(tower, {}).get(key))
+        if differ or theirs.get("embed_dim") != config.get("embed_dim"):
+            raise ProbeError(f"--init {folder} was trained with another model config (differs in "
+                             f"{', '.join(differ) or 'embed_dim'}); train with its options (e.g. --pool)")
     try:
         model.load_state_dict({k: v.float() for k, v in state.items()})
     except RuntimeError as err:
