@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 import app as app_module
+from probe.models import defaults_for, presets
 
 pytestmark = pytest.mark.slow   # a whole module of end-to-end runs
 
@@ -20,17 +21,20 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 @pytest.fixture(scope="module")
 def page_url(tmp_path_factory):
+    """The app on 127.0.0.1 with 25 default steps: the hardware's and the mini-CLIP's own (its visitor defaults)."""
     raw = yaml.safe_load((ROOT / "space_config.yml").read_text())
     raw["default_steps"] = {"cpu": 25, "gpu": 25}
     path = tmp_path_factory.mktemp("browser") / "config.yml"
     path.write_text(yaml.safe_dump(raw))
-    demo = app_module.build(app_module.create_app(str(path), device="cpu", hardware="cpu"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(presets()["mini-clip"].defaults, "fast", {**defaults_for("mini-clip", "fast"), "steps": 25})
+        demo = app_module.build(app_module.create_app(str(path), device="cpu", hardware="cpu"))
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+        yield f"http://127.0.0.1:{port}/"
+        demo.close()
 
 
 def summary_of(page, source: str, target: str, seconds: float = 60) -> str:
