@@ -324,6 +324,7 @@ def test_presets_resolve_to_the_documented_models():
                 "clip-b32": ("openclip", "ViT-B-32-quickgelu", "openai"),
                 "clip-l14": ("openclip", "ViT-L-14-quickgelu", "openai"),
                 "mini-clip": ("openclip", f"local-dir:{ROOT / 'probe' / 'toy' / 'mini_clip'}", None),
+                "mini-clip-drawn": ("openclip", f"local-dir:{ROOT / 'probe' / 'toy' / 'mini_clip_drawn'}", None),
                 "tiny": ("openclip", "probe-tiny-vit", "random")}
     assert set(PRESETS) == set(expected)
     for name, fields in expected.items():

@@ -75,7 +75,7 @@ def run_eval(args) -> int:
     torch.set_num_threads(1)
     results = model_quality(args.model_dir, per_class=options["per_class"])
     encoder = load_encoder(f"openclip:local-dir:{args.model_dir}")
-    named = encoder.weights.startswith("mini-clip@")   # the shipped weights' stable id; a folder gets its sha256 too
+    named = "@sha256:" in encoder.weights   # shipped weights have a stable id; a folder gets its sha256 too
     print(f"weights: {encoder.weights}" + ("" if named else f" (sha256 {encoder.weights_sha256[:12]})"))
     print(f"zero-shot top-1, held-out generated images: {results['heldout_accuracy']:.1%}")
     print(f"zero-shot top-1, plain PIL shapes:          {results['plain_accuracy']:.1%}")

@@ -1,5 +1,5 @@
-"""The mini-CLIP as a plug-in (entry point `probe.plugins: toy`): the model `mini-clip` with the defaults a
-visitor's match gets on it, and the image sources `toy:shapes[:a,b,...]` (held-out generated images, one per
+"""The mini-CLIP as a plug-in (entry point `probe.plugins: toy`): the models `mini-clip` and `mini-clip-drawn`
+with the defaults a visitor's match gets on them, and the image sources `toy:shapes[:a,b,...]` (held-out generated images, one per
 class) and `toy:drawings[:a,b,...]` (plain drawings of its classes)."""
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from probe.data import ImageSet, register_image_source
 from probe.errors import ProbeError
 from probe.images import from_pil
 from probe.models import register_model
-from probe.toy import MINI_CLIP_DIR
+from probe.toy import MINI_CLIP_DIR, MINI_CLIP_DRAWN_DIR
 from probe.toy.data import EVAL_SEED, class_names, draw_plain_shape, generate_samples
 
 ABOUT = "the project's trained mini-CLIP (shapes and colours, 64 px): works offline"
-# What a visitor's match on the mini-CLIP gets, from the CLI (--model mini-clip) and the app alike.
+ABOUT_DRAWN = ("the mini-CLIP trained on the wide generator (average pooling): reads shapes drawn by anyone, "
+               "more robust to matching; works offline")
+# What a visitor's match on a mini-CLIP gets, from the CLI (--model mini-clip) and the app alike.
 VISITOR_DEFAULTS: dict = {"fast": {"steps": 300}}
 
 
@@ -39,4 +41,5 @@ def load_source(rest: str, seed: int) -> ImageSet:
 def register() -> None:
     register_model("mini-clip", f"openclip:local-dir:{MINI_CLIP_DIR}", ABOUT, VISITOR_DEFAULTS,
                    offline_default=(MINI_CLIP_DIR / "open_clip_config.json").is_file())
+    register_model("mini-clip-drawn", f"openclip:local-dir:{MINI_CLIP_DRAWN_DIR}", ABOUT_DRAWN, VISITOR_DEFAULTS)
     register_image_source("toy", load_source, "the mini-CLIP's image sets (probe.toy)")
