@@ -176,15 +176,18 @@ def test_openclip_builtin_tag_from_cache_real_architecture(b32_weights, hf_cache
     model, weights = b32_weights
     repo = open_clip.get_pretrained_cfg("ViT-B-32", "laion2b_s34b_b79k")["hf_hub"].strip("/")
     assert "not downloaded" in weights_status("openclip:ViT-B-32@laion2b_s34b_b79k")
-    put_in_hub_cache(hf_cache, repo, {"open_clip_model.safetensors": weights})
-    assert "local Hugging Face cache" in weights_status("openclip:ViT-B-32@laion2b_s34b_b79k")
-    enc = load_encoder("openclip:ViT-B-32@laion2b_s34b_b79k")
-    assert enc.weights == f"pretrained:laion2b_s34b_b79k ({repo}@{FAKE_COMMIT})"
-    assert enc.weights_sha256 == hashlib.sha256(weights.read_bytes()).hexdigest()
-    assert enc.input_size == (224, 224)
-    x = torch.rand(1, 3, 224, 224)
-    with torch.no_grad():
-        torch.testing.assert_close(enc(x), model.encode_image(enc.normalize(x)), atol=1e-3, rtol=1e-3)
+    snapshot = put_in_hub_cache(hf_cache, repo, {"open_clip_model.safetensors": weights})
+    try:
+        assert "local Hugging Face cache" in weights_status("openclip:ViT-B-32@laion2b_s34b_b79k")
+        enc = load_encoder("openclip:ViT-B-32@laion2b_s34b_b79k")
+        assert enc.weights == f"pretrained:laion2b_s34b_b79k ({repo}@{FAKE_COMMIT})"
+        assert enc.weights_sha256 == hashlib.sha256(weights.read_bytes()).hexdigest()
+        assert enc.input_size == (224, 224)
+        x = torch.rand(1, 3, 224, 224)
+        with torch.no_grad():
+            torch.testing.assert_close(enc(x), model.encode_image(enc.normalize(x)), atol=1e-3, rtol=1e-3)
+    finally:   # the app's tests need the default model's weights missing from this session's cache
+        shutil.rmtree(snapshot.parents[1])
 
 
 @pytest.mark.slow
