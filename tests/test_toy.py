@@ -121,6 +121,21 @@ def test_mini_clip_drawn_reads_shapes_drawn_by_an_independent_renderer():
     assert result["overall"]["labels_16"] >= 0.9, result["overall"]
 
 
+def test_mini_clip_drawn_is_named_by_its_weights_and_pinned():
+    """The second shipped model gets the same stable id as the first: its name and the sha256 of its file; a pin to
+    other weights is refused, naming both."""
+    import hashlib
+
+    from probe.errors import ModelError
+    from probe.toy import MINI_CLIP_DRAWN_DIR
+
+    sha = hashlib.sha256((MINI_CLIP_DRAWN_DIR / WEIGHTS_FILE).read_bytes()).hexdigest()[:12]
+    assert load_encoder("mini-clip-drawn").weights == f"mini-clip-drawn@sha256:{sha}"
+    assert load_encoder(f"mini-clip-drawn@sha256:{sha}").weights_sha256.startswith(sha)
+    with pytest.raises(ModelError, match=f"have sha256 {sha}, not 000000000000"):
+        load_encoder("mini-clip-drawn@sha256:000000000000")
+
+
 def test_shipped_model_spreads_class_centroids(shipped):
     features, labels = shipped["held"]
     trained = centroid_mean_cosine(features, labels)
