@@ -12,7 +12,7 @@ the transformation-aware run needs to reach the cosine plain matching ends at.
 
     python benchmarks/bench_survival.py [--survive jpeg,resize] [--pairs 24] [--per-photo 3] [--steps N]
 
-Results: benchmarks/results/survival.json and survival.md.
+Results: benchmarks/results/survival.json and survival.md (survival_<model>.* for another `--model`).
 """
 from __future__ import annotations
 
@@ -111,8 +111,9 @@ def main() -> int:
                      f"{reach['reached']}/{reach['pairs']} |")
     text = "\n".join(table) + "\n"
     print(text)
-    write_bytes(RESULTS / "survival.md", text.encode())
-    write_json(RESULTS / "survival.json", provenance(model=encoder.spec, weights=encoder.weights, seed=args.seed,
+    stem = "survival" if args.model == "mini-clip" else f"survival_{args.model}"   # one table per model
+    write_bytes(RESULTS / f"{stem}.md", text.encode())
+    write_json(RESULTS / f"{stem}.json", provenance(model=encoder.spec, weights=encoder.weights, seed=args.seed,
                                                      survive=args.survive, device=device, rows=rows))
     return 0
 
