@@ -4,7 +4,9 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
+import hashlib
 import json
+import re
 
 import numpy as np
 import open_clip
@@ -13,9 +15,9 @@ import torch
 from safetensors.torch import load_file
 
 from probe.cli import main as cli_main
-from probe.errors import ProbeError
+from probe.errors import ModelError, ProbeError
 from probe.models import load_encoder
-from probe.toy import MINI_CLIP_DIR, MINI_CLIP_NAME, data, train as train_module
+from probe.toy import MINI_CLIP_DIR, MINI_CLIP_DRAWN_DIR, MINI_CLIP_NAME, data, drawn, train as train_module
 from probe.toy.model import CONFIG_FILE, MODEL_CFG, WEIGHTS_FILE
 from probe.toy.quality import accuracy, centroid_mean_cosine, heldout_set, plain_set
 from probe.toy.train import train
@@ -114,8 +116,6 @@ def test_shipped_model_classifies_plain_pil_shapes(shipped):
 def test_mini_clip_drawn_reads_shapes_drawn_by_an_independent_renderer():
     """Issue 20's bar for `mini-clip-drawn`, on a slice of the drawn set's report seed (7): >= 90% over the 16
     drawn labels. `mini-clip`, trained on the narrow generator only, reads 40.3% of the full set."""
-    from probe.toy import drawn
-
     result = drawn.evaluate(load_encoder("mini-clip-drawn"), drawn.drawn_set(2, seed=7), data.class_names())
     assert result["overall"]["n"] == 64
     assert result["overall"]["labels_16"] >= 0.9, result["overall"]
@@ -124,11 +124,6 @@ def test_mini_clip_drawn_reads_shapes_drawn_by_an_independent_renderer():
 def test_mini_clip_drawn_is_named_by_its_weights_and_pinned():
     """The second shipped model gets the same stable id as the first: its name and the sha256 of its file; a pin to
     other weights is refused, naming both."""
-    import hashlib
-
-    from probe.errors import ModelError
-    from probe.toy import MINI_CLIP_DRAWN_DIR
-
     sha = hashlib.sha256((MINI_CLIP_DRAWN_DIR / WEIGHTS_FILE).read_bytes()).hexdigest()[:12]
     assert load_encoder("mini-clip-drawn").weights == f"mini-clip-drawn@sha256:{sha}"
     assert load_encoder(f"mini-clip-drawn@sha256:{sha}").weights_sha256.startswith(sha)
@@ -328,10 +323,6 @@ def test_eval_reports_the_independently_drawn_set(capsys):
     """`toy eval` names the weights by their stable id (no folder path), reports the drawn set of the seed asked
     for as `probe.toy.drawn.evaluate` computes it here, and prints a 16 x 16 confusion matrix over every drawing
     whose diagonal is that accuracy."""
-    import re
-
-    from probe.toy import drawn
-
     assert main(["eval", "--per-class", "1", "--per-drawn", "1", "--drawn-seed", "3"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"^weights: mini-clip@sha256:[0-9a-f]{12}$", out, re.M), out

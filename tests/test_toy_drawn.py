@@ -90,4 +90,3 @@ def test_evaluation_counts_every_drawing():
     for d, predicted in zip(drawings, over16):
         confusion[drawn.LABELS.index(d.label), drawn.LABELS.index(predicted)] += 1
     assert result["confusion"] == confusion.tolist() and result["labels"] == list(drawn.LABELS)
-

@@ -10,8 +10,8 @@ from probe.experiments.effects import measure, read_as_target
 from probe.images import quantize
 from probe.matching import FastSettings
 from probe.metrics import psnr, psnr_to_rms
-from probe.toy.data import class_names
 from probe.models import load_encoder, presets
+from probe.toy.data import class_names
 from probe.toy.effect import drawn_pairs, label_sets, photo_pairs, shape_pairs, visitor_effect
 from probe.zeroshot import text_head
 

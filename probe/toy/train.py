@@ -271,14 +271,13 @@ def _load_weights(model: torch.nn.Module, state: dict, folder, config: dict) -> 
     """Copy ``state`` (read from ``folder``) into ``model`` (built from ``config``) as float32. The folder's own
     config must be ``config``: class-token and averaged weights have the same tensors and would load silently."""
     saved = Path(folder) / CONFIG_FILE
-    if saved.is_file():
-        theirs = json.loads(saved.read_text()).get("model_cfg", {})
+    theirs = json.loads(saved.read_text()).get("model_cfg", {}) if saved.is_file() else config
+    if theirs != config:
         differ = sorted(f"{tower}.{key}" for tower in ("vision_cfg", "text_cfg")
-                        for key in set(theirs.get(tower, {})) | set(config.get(tower, {}))
-                        if theirs.get(tower, {}).get(key) != config.get(tower, {}).get(key))
-        if differ or theirs.get("embed_dim") != config.get("embed_dim"):
-            raise ProbeError(f"--init {folder} was trained with another model config (differs in "
-                             f"{', '.join(differ) or 'embed_dim'}); train with its options (e.g. --pool)")
+                        for key in theirs.get(tower, {}).keys() | config[tower].keys()
+                        if theirs.get(tower, {}).get(key) != config[tower].get(key)) or ["embed_dim"]
+        raise ProbeError(f"--init {folder} was trained with another model config (differs in {', '.join(differ)}); "
+                         "train with its options (e.g. --pool)")
     try:
         model.load_state_dict({k: v.float() for k, v in state.items()})
     except RuntimeError as err:
